@@ -1,0 +1,130 @@
+"""The project's config node. ``add_handobj_config(cfg)`` adds every key this package reads.
+
+Units and frames: image coordinates in pixels, 3D in metres in the OpenCV camera frame
+(x right, y down, z forward) unless a key says otherwise.
+"""
+import math
+
+from detectron2.config import CfgNode as CN
+
+
+def add_handobj_config(cfg):
+    """Add the hand-object keys to a Detectron2 config (in place) and return it."""
+    _C = cfg
+
+    _C.MODEL.META_ARCHITECTURE = "HandObjectRCNN"
+    _C.MODEL.ROI_HEADS.NAME = "HandObjectROIHeads"
+    # Class ids of the two detected categories.
+    _C.MODEL.ROI_HEADS.NUM_CLASSES = 2
+
+    _C.MODEL.HANDOBJ = CN()
+    # Feature map the pose heads pool from (SPEC: only P2, stride 4).
+    _C.MODEL.HANDOBJ.IN_FEATURE = "p2"
+    _C.MODEL.HANDOBJ.POOLER_RESOLUTION = 32
+    _C.MODEL.HANDOBJ.POOLER_SAMPLING_RATIO = 2
+    _C.MODEL.HANDOBJ.POOLER_TYPE = "ROIAlignV2"
+    # Where the pose heads get their boxes at inference: "given" (benchmark protocol, boxes come
+    # with the input) or "detected" (the best hand and the object it interacts with most).
+    _C.MODEL.HANDOBJ.INFERENCE_BOXES = "given"
+    # Train the RPN + box head (hand/object detector) together with the pose heads.
+    _C.MODEL.HANDOBJ.DETECTOR_ON = True
+    # Minimum detection score for a hand / object to be used in "detected" mode.
+    _C.MODEL.HANDOBJ.DETECTION_SCORE_THRESH = 0.05
+
+    # Contextual reasoning between object (query) and intersection (key) features.
+    _C.MODEL.HANDOBJ.CR = CN()
+    _C.MODEL.HANDOBJ.CR.NAME = "transformer"  # "transformer" | "nonlocal" | "none"
+    _C.MODEL.HANDOBJ.CR.REDUCED_CHANNELS = 128  # nonlocal: query/key/embedding width
+    _C.MODEL.HANDOBJ.CR.NUM_HEADS = 1  # transformer
+    _C.MODEL.HANDOBJ.CR.MLP_RATIO = 4  # transformer
+    _C.MODEL.HANDOBJ.CR.DEPTH = 1  # transformer
+
+    _C.MODEL.HANDOBJ.HAND = CN()
+    _C.MODEL.HANDOBJ.HAND.NUM_JOINTS = 21
+    _C.MODEL.HANDOBJ.HAND.HOURGLASS_STACKS = 1
+    _C.MODEL.HANDOBJ.HAND.HOURGLASS_DEPTH = 4
+    _C.MODEL.HANDOBJ.HAND.HOURGLASS_PLANES = 128
+    # Width of the mesh-regression residual encoder and its FC layers (released code).
+    _C.MODEL.HANDOBJ.HAND.MESH_CHANNELS = 256
+    _C.MODEL.HANDOBJ.HAND.MESH_FC_DIMS = [1024, 1024, 512]
+
+    _C.MODEL.HANDOBJ.OBJECT = CN()
+    _C.MODEL.HANDOBJ.OBJECT.NUM_CONV_BLOCKS = 3
+    _C.MODEL.HANDOBJ.OBJECT.NUM_CONTROL_POINTS = 21
+    # Voting: per control point the TOPK most confident cells above CONF_THRESH feed PnP.
+    _C.MODEL.HANDOBJ.OBJECT.VOTE_TOPK = 10
+    _C.MODEL.HANDOBJ.OBJECT.VOTE_CONF_THRESH = 0.5
+    _C.MODEL.HANDOBJ.OBJECT.MIN_PNP_POINTS = 6
+    _C.MODEL.HANDOBJ.OBJECT.PNP_REPROJ_ERROR = 8.0  # pixels, RANSAC inlier threshold
+    _C.MODEL.HANDOBJ.OBJECT.PNP_ITERATIONS = 100
+
+    # Loss weights (released code). Pseudo-labels carry 3D joints only and use PSEUDO_*.
+    _C.MODEL.HANDOBJ.LOSS = CN()
+    _C.MODEL.HANDOBJ.LOSS.JOINTS2D = 1e2
+    _C.MODEL.HANDOBJ.LOSS.VERTICES3D = 1e4
+    _C.MODEL.HANDOBJ.LOSS.JOINTS3D = 1e4
+    _C.MODEL.HANDOBJ.LOSS.MANO_POSE = 10.0
+    _C.MODEL.HANDOBJ.LOSS.MANO_SHAPE = 0.1
+    _C.MODEL.HANDOBJ.LOSS.PSEUDO_JOINTS3D = 1e4
+    _C.MODEL.HANDOBJ.LOSS.SHAPE_REGULARIZER = 1e2
+    _C.MODEL.HANDOBJ.LOSS.POSE_REGULARIZER = 1.0
+    _C.MODEL.HANDOBJ.LOSS.OBJECT_COORDS = 500.0
+    _C.MODEL.HANDOBJ.LOSS.OBJECT_CONFIDENCE = 100.0
+
+    # MANO. An empty MODEL_PATH selects the project's synthetic MANO-format hand (tests, demo).
+    _C.MODEL.MANO = CN()
+    _C.MODEL.MANO.MODEL_PATH = ""  # path to MANO_RIGHT.pkl (https://mano.is.tue.mpg.de)
+    # Vertex ids of the five fingertips (thumb, index, middle, ring, pinky). manopth's ids;
+    # the HO3D-trained released model uses [728, 353, 442, 576, 694].
+    _C.MODEL.MANO.FINGERTIP_VERTICES = [745, 317, 444, 556, 673]
+
+    # Input crop and training augmentation (HandObjectDatasetMapper).
+    _C.INPUT.HANDOBJ = CN()
+    _C.INPUT.HANDOBJ.CROP_SIZE = 512  # pixels, square model input
+    _C.INPUT.HANDOBJ.CROP_SCALE = 1.5  # crop box = fused hand/object box enlarged by this factor
+    _C.INPUT.HANDOBJ.ROTATION = math.pi  # radians, uniform in [-ROTATION, ROTATION]
+    _C.INPUT.HANDOBJ.SCALE_JITTER = 0.2
+    _C.INPUT.HANDOBJ.CENTER_JITTER = 0.1  # fraction of the crop size
+    # brightness, contrast, saturation, hue
+    _C.INPUT.HANDOBJ.COLOR_JITTER = [0.5, 0.5, 0.5, 0.15]
+    _C.INPUT.HANDOBJ.BLUR_MAX_SIGMA = 0.5  # pixels, Gaussian blur sigma uniform in [0, max]
+
+    _C.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (released code) | "SGD"
+
+    # Evaluation.
+    _C.TEST.HANDOBJ = CN()
+    # Write pred.json for the HO3D challenge / offline scorer in the evaluator's output dir.
+    _C.TEST.HANDOBJ.WRITE_PRED_JSON = True
+
+    # Semi-supervised self-training (pseudo-labels from unlabeled videos).
+    _C.SEMI = CN()
+    # Datasets of pseudo-labels (register_pseudo_label_dataset) trained with DATASETS.TRAIN.
+    _C.SEMI.PSEUDO_DATASETS = ()
+    # Fraction of each training batch drawn from the pseudo-labeled datasets.
+    _C.SEMI.PSEUDO_RATIO = 0.5
+    # Multiplies every loss of a pseudo-labeled sample.
+    _C.SEMI.PSEUDO_LOSS_WEIGHT = 1.0
+    # Student initialisation: "teacher" (MODEL.WEIGHTS = teacher checkpoint) or "scratch".
+    _C.SEMI.STUDENT_INIT = "teacher"
+    # "filtered" (spatial-temporal consistency, the paper) or "distillation" (filters off,
+    # predictions averaged over transforms of the frame; Radosavovic et al.).
+    _C.SEMI.MODE = "filtered"
+    _C.SEMI.BATCH_SIZE = 8  # frames per teacher forward pass
+    # Filters. Every threshold is a config value; every score is recorded.
+    _C.SEMI.FILTER = CN()
+    _C.SEMI.FILTER.MIN_HAND_SCORE = 0.5
+    _C.SEMI.FILTER.MIN_OBJECT_SCORE = 0.3
+    # 2D-3D consistency: mean residual / hand box size after the least-squares scale+translation.
+    _C.SEMI.FILTER.MAX_2D3D_RESIDUAL = 0.05
+    # Temporal smoothness: mean root-aligned 3D joint distance (metres) to the neighbours.
+    _C.SEMI.FILTER.TEMPORAL_WINDOW = 2
+    _C.SEMI.FILTER.MAX_TEMPORAL_DISTANCE = 0.015
+    # Shape stability: L2 distance of betas to the video median.
+    _C.SEMI.FILTER.MAX_SHAPE_DEVIATION = 1.0
+    # Interaction: hand and object boxes overlap or lie within this margin (fraction of the
+    # hand box diagonal).
+    _C.SEMI.FILTER.INTERACTION_MARGIN = 0.1
+    # Data distillation: scales and in-plane rotations (degrees) the predictions average over.
+    _C.SEMI.DISTILLATION_SCALES = [0.9, 1.0, 1.1]
+    _C.SEMI.DISTILLATION_ROTATIONS = [-15.0, 0.0, 15.0]
+    return cfg

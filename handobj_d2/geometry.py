@@ -1,0 +1,230 @@
+"""Geometry shared by every part of the package: rotations, camera frames, projection, joint
+orders, boxes and object control points. Everything else imports from here.
+
+Conventions
+-----------
+* 3D points are in metres. Camera frames are OpenCV (x right, y down, z forward) unless a name
+  says ``opengl`` (x right, y up, z backward; HO3D's annotations). ``OPENGL_TO_OPENCV`` maps one
+  to the other in both directions.
+* Intrinsics ``K`` are 3x3 pixel matrices; image points are pixels, (x, y) with x to the right.
+* Rotations act on column vectors: ``x_cam = R @ x_obj + t``.
+* Hand joints use the 21-joint order of manopth (``JOINT_NAMES``): wrist, then thumb, index,
+  middle, ring, pinky, each from the knuckle to the tip. HO3D (and the HO3D challenge) list
+  them in MANO's own order (16 MANO joints, then the five tips): ``HO3D_TO_MANOPTH`` reorders.
+* Boxes are ``[x1, y1, x2, y2]`` in pixels.
+
+Functions accept torch tensors unless their docstring says numpy; the numpy ones are for data
+loading, where the work is per sample.
+"""
+import itertools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Flip between OpenGL and OpenCV camera frames (its own inverse).
+OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
+
+# 21-joint order used throughout the package (manopth's order).
+JOINT_NAMES = (
+    "wrist",
+    "thumb_mcp", "thumb_pip", "thumb_dip", "thumb_tip",
+    "index_mcp", "index_pip", "index_dip", "index_tip",
+    "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
+    "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
+    "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
+)  # fmt: skip
+# ``joints_manopth = joints_mano_order[HO3D_TO_MANOPTH]``. MANO's order is the 16 kinematic
+# joints (wrist, index 1-3, middle 1-3, pinky 1-3, ring 1-3, thumb 1-3) then the fingertips
+# (thumb, index, middle, ring, pinky). HO3D's handJoints3D and the challenge use MANO's order.
+HO3D_TO_MANOPTH = np.array([0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20])
+# ``joints_ho3d = joints_manopth[MANOPTH_TO_HO3D]`` (the argsort of the list above).
+MANOPTH_TO_HO3D = np.argsort(HO3D_TO_MANOPTH)
+# Parent of every joint in the manopth order (-1 for the wrist): the skeleton to draw.
+JOINT_PARENTS = np.array([-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19])
+
+
+def opengl_to_opencv(points):
+    """Flip 3D points (..., 3) between the OpenGL and OpenCV camera frames (numpy or torch)."""
+    if torch.is_tensor(points):
+        return points * points.new_tensor([1.0, -1.0, -1.0])
+    return points * OPENGL_TO_OPENCV.diagonal()
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotations (torch, batched over leading dims)
+
+
+def axis_angle_to_matrix(axis_angle, eps=1e-8):
+    """Rodrigues' formula. axis_angle (..., 3) radians -> rotation matrices (..., 3, 3).
+
+    Differentiable everywhere, including at the zero rotation (``eps`` guards the division).
+    """
+    angle = torch.sqrt((axis_angle * axis_angle).sum(-1, keepdim=True) + eps * eps)
+    axis = axis_angle / angle
+    cos, sin = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*axis.shape, 3)
+    outer = axis[..., :, None] * axis[..., None, :]
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return cos * eye + sin * skew + (1 - cos) * outer
+
+
+def matrix_to_axis_angle(matrix):
+    """Rotation matrices (..., 3, 3) -> axis-angle (..., 3) radians, angle in [0, pi].
+
+    Goes through the unit quaternion, choosing per matrix the best-conditioned of the four
+    ways to extract it (Shepperd's method), so it is stable near 0 and near pi.
+    """
+    m = matrix
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    # Row k is 4 * q_k * (w, x, y, z) for k = w, x, y, z.
+    candidates = torch.stack(
+        [
+            torch.stack([1 + m00 + m11 + m22, m21 - m12, m02 - m20, m10 - m01], -1),
+            torch.stack([m21 - m12, 1 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
+            torch.stack([m02 - m20, m01 + m10, 1 - m00 + m11 - m22, m12 + m21], -1),
+            torch.stack([m10 - m01, m02 + m20, m12 + m21, 1 - m00 - m11 + m22], -1),
+        ],
+        -2,
+    )
+    best = torch.diagonal(candidates, dim1=-2, dim2=-1).argmax(-1)
+    index = best[..., None, None].expand(*best.shape, 1, 4)
+    quat = F.normalize(torch.gather(candidates, -2, index)[..., 0, :], dim=-1)
+    quat = torch.where(quat[..., :1] < 0, -quat, quat)
+    sin_half = quat[..., 1:].norm(dim=-1, keepdim=True)
+    angle = 2 * torch.atan2(sin_half, quat[..., :1])
+    # angle / sin(angle / 2) -> 2 as the angle -> 0.
+    small = sin_half < 1e-6
+    scale = torch.where(small, torch.full_like(angle, 2.0), angle / sin_half.clamp_min(1e-6))
+    return quat[..., 1:] * scale
+
+
+def rot6d_to_matrix(rot6d):
+    """6D rotation representation (Zhou et al. 2019) (..., 6) -> matrices (..., 3, 3).
+
+    The first three numbers give the first column, the last three the (unnormalised) second;
+    Gram-Schmidt makes an orthonormal frame (manopth's ``compute_rotation_matrix_from_ortho6d``).
+    """
+    x = F.normalize(rot6d[..., 0:3], dim=-1)
+    z = F.normalize(torch.cross(x, rot6d[..., 3:6], dim=-1), dim=-1)
+    y = torch.cross(z, x, dim=-1)
+    return torch.stack([x, y, z], -1)
+
+
+def rot6d_to_matrix_robust(rot6d):
+    """Symmetric variant of :func:`rot6d_to_matrix` (manopth's ``robust_rot=True``): both input
+    vectors play the same role, bisected before orthonormalising."""
+    x = F.normalize(rot6d[..., 0:3], dim=-1)
+    y = F.normalize(rot6d[..., 3:6], dim=-1)
+    middle = F.normalize(x + y, dim=-1)
+    orth = F.normalize(x - y, dim=-1)
+    x = F.normalize(middle + orth, dim=-1)
+    y = F.normalize(middle - orth, dim=-1)
+    z = F.normalize(torch.cross(x, y, dim=-1), dim=-1)
+    return torch.stack([x, y, z], -1)
+
+
+def matrix_to_rot6d(matrix):
+    """Rotation matrices (..., 3, 3) -> 6D representation (..., 6): the first two columns."""
+    return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], -1)
+
+
+def project_to_rotation(matrix):
+    """Closest rotation (SVD projection, reflections removed) to each (..., 3, 3) matrix."""
+    u, _, vh = torch.linalg.svd(matrix)
+    sign = torch.linalg.det(u @ vh).sign()
+    u = torch.cat([u[..., :2], u[..., 2:] * sign[..., None, None]], -1)
+    return u @ vh
+
+
+# ----------------------------------------------------------------------------------------------
+# Cameras
+
+
+def project_points(points, K):
+    """Pinhole projection. points (..., N, 3) in the camera frame (OpenCV, z > 0), K (..., 3, 3)
+    -> pixels (..., N, 2). Works on numpy arrays and torch tensors."""
+    uvw = points @ K.swapaxes(-1, -2)
+    return uvw[..., :2] / uvw[..., 2:3]
+
+
+def backproject_points(pixels, depth, K):
+    """Inverse of :func:`project_points` for numpy: pixels (N, 2), depth (N,) in metres along z,
+    K (3, 3) -> points (N, 3) in the camera frame."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    rays = np.concatenate([pixels, np.ones_like(pixels[:, :1])], 1) @ np.linalg.inv(K).T
+    return rays * np.asarray(depth, dtype=np.float64)[:, None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Boxes (numpy, [x1, y1, x2, y2] pixels)
+
+
+def points_to_box(points):
+    """Tight box [x1, y1, x2, y2] around pixel points (N, 2)."""
+    points = np.asarray(points, dtype=np.float64)
+    return np.concatenate([points.min(0), points.max(0)])
+
+
+def union_box(box_a, box_b):
+    """Smallest box containing both boxes (the fused hand/object box)."""
+    return np.concatenate([np.minimum(box_a[:2], box_b[:2]), np.maximum(box_a[2:], box_b[2:])])
+
+
+def intersection_box(boxes_a, boxes_b):
+    """Intersections of paired boxes (..., 4) and whether each is non-empty (...,).
+
+    Works on numpy arrays and torch tensors; empty intersections come back with x2 <= x1 or
+    y2 <= y1 and ``valid`` False.
+    """
+    lib = torch if torch.is_tensor(boxes_a) else np
+    top_left = lib.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    bottom_right = lib.minimum(boxes_a[..., 2:], boxes_b[..., 2:])
+    valid = (bottom_right > top_left).all(-1)
+    return lib.concatenate([top_left, bottom_right], -1), valid
+
+
+def square_box(box, scale=1.0):
+    """Square box with the centre of ``box`` and side ``scale`` x its longer side."""
+    box = np.asarray(box, dtype=np.float64)
+    centre = (box[:2] + box[2:]) / 2
+    half = (box[2:] - box[:2]).max() * scale / 2
+    return np.concatenate([centre - half, centre + half])
+
+
+# ----------------------------------------------------------------------------------------------
+# Object control points
+
+
+def box_control_points(corners):
+    """The 21 control points of an object's 3D bounding box, from its 8 corners (8, 3) given in
+    the object frame (axis-aligned there, any order; e.g. HO3D's ``objCorners3DRest``).
+
+    Returns (21, 3): the 8 corners (x, y, z each from min to max, z fastest), the 12 edge
+    midpoints (edges along x, then y, then z), then the centre. numpy, same unit as the input.
+    """
+    corners = np.asarray(corners, dtype=np.float64)
+    lo, hi = corners.min(0), corners.max(0)
+    bounds = np.stack([lo, hi])  # (2, 3)
+    box_corners = np.array(
+        [[bounds[i, 0], bounds[j, 1], bounds[k, 2]] for i, j, k in itertools.product((0, 1), repeat=3)]
+    )
+    mid = (lo + hi) / 2
+    edges = []
+    for axis in range(3):
+        others = [a for a in range(3) if a != axis]
+        for i, j in itertools.product((0, 1), repeat=2):
+            point = mid.copy()
+            point[others[0]] = bounds[i, others[0]]
+            point[others[1]] = bounds[j, others[1]]
+            edges.append(point)
+    return np.concatenate([box_corners, np.array(edges), mid[None]], 0)
+
+
+def transform_points(points, R, t):
+    """Rigid transform ``R @ p + t`` of points (..., N, 3); R (..., 3, 3), t (..., 3)."""
+    return points @ R.swapaxes(-1, -2) + t[..., None, :]
