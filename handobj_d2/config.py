@@ -112,6 +112,8 @@ def add_handobj_config(cfg):
     _C.SEMI.BATCH_SIZE = 8  # frames per teacher forward pass
     # Filters. Every threshold is a config value; every score is recorded.
     _C.SEMI.FILTER = CN()
+    # Filters applied in "filtered" mode (handobj_d2.semi.filters.PSEUDO_LABEL_FILTER_REGISTRY).
+    _C.SEMI.FILTER.NAMES = ["detection", "consistency_2d3d", "temporal", "shape", "interaction"]
     _C.SEMI.FILTER.MIN_HAND_SCORE = 0.5
     _C.SEMI.FILTER.MIN_OBJECT_SCORE = 0.3
     # 2D-3D consistency: mean residual / hand box size after the least-squares scale+translation.
