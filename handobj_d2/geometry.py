@@ -16,6 +16,7 @@ Conventions
 Functions accept torch tensors unless their docstring says numpy; the numpy ones are for data
 loading, where the work is per sample.
 """
+
 import itertools
 
 import numpy as np
@@ -37,7 +38,9 @@ JOINT_NAMES = (
 # ``joints_manopth = joints_mano_order[HO3D_TO_MANOPTH]``. MANO's order is the 16 kinematic
 # joints (wrist, index 1-3, middle 1-3, pinky 1-3, ring 1-3, thumb 1-3) then the fingertips
 # (thumb, index, middle, ring, pinky). HO3D's handJoints3D and the challenge use MANO's order.
-HO3D_TO_MANOPTH = np.array([0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20])
+HO3D_TO_MANOPTH = np.array(
+    [0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20]
+)
 # ``joints_ho3d = joints_manopth[MANOPTH_TO_HO3D]`` (the argsort of the list above).
 MANOPTH_TO_HO3D = np.argsort(HO3D_TO_MANOPTH)
 # Parent of every joint in the manopth order (-1 for the wrist): the skeleton to draw.
@@ -211,7 +214,10 @@ def box_control_points(corners):
     lo, hi = corners.min(0), corners.max(0)
     bounds = np.stack([lo, hi])  # (2, 3)
     box_corners = np.array(
-        [[bounds[i, 0], bounds[j, 1], bounds[k, 2]] for i, j, k in itertools.product((0, 1), repeat=3)]
+        [
+            [bounds[i, 0], bounds[j, 1], bounds[k, 2]]
+            for i, j, k in itertools.product((0, 1), repeat=3)
+        ]
     )
     mid = (lo + hi) / 2
     edges = []

@@ -1,4 +1,5 @@
 """The Detectron2 install is real, and the tools fail clearly on bad input."""
+
 import json
 import os
 import subprocess
@@ -52,8 +53,16 @@ def _make_shapes_dataset(root, n_images, seed):
                 "height": 96,
                 "width": 128,
                 "annotations": [
-                    {"bbox": [float(x), float(y), float(x + s), float(y + s)], "bbox_mode": 0, "category_id": 0},
-                    {"bbox": [float(cx - r), float(cy - r), float(cx + r), float(cy + r)], "bbox_mode": 0, "category_id": 1},
+                    {
+                        "bbox": [float(x), float(y), float(x + s), float(y + s)],
+                        "bbox_mode": 0,
+                        "category_id": 0,
+                    },
+                    {
+                        "bbox": [float(cx - r), float(cy - r), float(cx + r), float(cy + r)],
+                        "bbox_mode": 0,
+                        "category_id": 1,
+                    },
                 ],
             }
         )
@@ -96,14 +105,16 @@ def _faster_rcnn_r18_cfg(output_dir, max_iter):
 
 
 def test_faster_rcnn_trains_checkpoints_resumes_and_evaluates(tmp_path):
-    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
     from detectron2.engine import DefaultTrainer
     from detectron2.evaluation import COCOEvaluator, inference_on_dataset
-    from detectron2.data import build_detection_test_loader
 
     (tmp_path / "img").mkdir()
     train = _make_shapes_dataset(tmp_path / "img", 6, seed=0)
-    for name, records in (("foundation_shapes_train", train), ("foundation_shapes_test", train[:3])):
+    for name, records in (
+        ("foundation_shapes_train", train),
+        ("foundation_shapes_test", train[:3]),
+    ):
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
@@ -123,11 +134,15 @@ def test_faster_rcnn_trains_checkpoints_resumes_and_evaluates(tmp_path):
     resumed.resume_or_load(resume=True)
     assert resumed.start_iter == 3
     resumed.train()
-    metrics = [json.loads(line) for line in (tmp_path / "out" / "metrics.json").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tmp_path / "out" / "metrics.json").read_text().splitlines()
+    ]
     # Iterations 0-2 then 3-4 (0-based) were logged: the resumed run did the last two only.
     assert [m["iteration"] for m in metrics] == [2, 4]
 
-    evaluator = COCOEvaluator("foundation_shapes_test", output_dir=str(tmp_path / "eval"), use_fast_impl=False)
+    evaluator = COCOEvaluator(
+        "foundation_shapes_test", output_dir=str(tmp_path / "eval"), use_fast_impl=False
+    )
     loader = build_detection_test_loader(cfg, "foundation_shapes_test")
     results = inference_on_dataset(resumed.model, loader, evaluator)
     assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "AP-square", "AP-disc"}
@@ -141,7 +156,10 @@ def test_installer_leaves_an_importable_detectron2_alone(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
     done = subprocess.run(
         [sys.executable, str(REPO / "tools" / "install_detectron2.py")],
-        env=env, capture_output=True, text=True, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "9.9-from-source" in done.stdout and "leaving it alone" in done.stdout
     assert "Fetching" not in done.stdout
@@ -149,7 +167,9 @@ def test_installer_leaves_an_importable_detectron2_alone(tmp_path):
 
 
 def test_installed_detectron2_is_a_pip_distribution():
-    listed = subprocess.run([sys.executable, "-m", "pip", "show", "detectron2"], capture_output=True, text=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "show", "detectron2"], capture_output=True, text=True
+    )
     assert listed.returncode == 0, "pip does not list detectron2"
     assert "Name: detectron2" in listed.stdout
 
@@ -157,8 +177,14 @@ def test_installed_detectron2_is_a_pip_distribution():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--config-file", "configs/does-not-exist.yaml"], "config file not found: configs/does-not-exist.yaml"),
-        (["--config-file", "{bad}", "DATASETS.TRAIN", "('no_such_dataset',)"], "dataset 'no_such_dataset' is not registered"),
+        (
+            ["--config-file", "configs/does-not-exist.yaml"],
+            "config file not found: configs/does-not-exist.yaml",
+        ),
+        (
+            ["--config-file", "{bad}", "DATASETS.TRAIN", "('no_such_dataset',)"],
+            "dataset 'no_such_dataset' is not registered",
+        ),
         (["--config-file", "{bad}", "MODEL.NO_SUCH_KEY", "1"], "NO_SUCH_KEY"),
     ],
 )
@@ -167,7 +193,10 @@ def test_train_net_rejects_bad_config_clearly(tmp_path, args, message):
     bad.write_text("SOLVER:\n  MAX_ITER: 1\n")
     args = [a.replace("{bad}", str(bad)) for a in args]
     done = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "train_net.py")] + args, cwd=REPO, capture_output=True, text=True
+        [sys.executable, str(REPO / "tools" / "train_net.py")] + args,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode != 0
     assert message in done.stderr

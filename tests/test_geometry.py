@@ -1,4 +1,5 @@
 """Shared geometry helpers against closed forms and scipy."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,9 @@ def test_axis_angle_round_trip_matches_scipy_including_near_pi():
     rotvecs[2] = np.array([1.0, 1.0, 0.0]) / np.sqrt(2) * np.pi
     rotvecs[3] = [1e-7, 0, 0]
     matrices = g.axis_angle_to_matrix(torch.from_numpy(rotvecs))
-    np.testing.assert_allclose(matrices.numpy(), Rotation.from_rotvec(rotvecs).as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(
+        matrices.numpy(), Rotation.from_rotvec(rotvecs).as_matrix(), atol=1e-12
+    )
     back = g.matrix_to_axis_angle(matrices)
     np.testing.assert_allclose(g.axis_angle_to_matrix(back).numpy(), matrices.numpy(), atol=1e-9)
     assert back.norm(dim=-1).max() <= np.pi + 1e-9
@@ -22,7 +25,9 @@ def test_axis_angle_round_trip_matches_scipy_including_near_pi():
 
 def test_rot6d_keeps_the_first_two_columns_and_orthonormalises():
     matrices = torch.from_numpy(Rotation.random(50, random_state=1).as_matrix())
-    np.testing.assert_allclose(g.rot6d_to_matrix(g.matrix_to_rot6d(matrices)).numpy(), matrices.numpy(), atol=1e-12)
+    np.testing.assert_allclose(
+        g.rot6d_to_matrix(g.matrix_to_rot6d(matrices)).numpy(), matrices.numpy(), atol=1e-12
+    )
     # A scaled, skewed second vector still gives the rotation of Gram-Schmidt.
     raw = torch.tensor([[2.0, 0.0, 0.0, 1.0, 3.0, 0.0]], dtype=torch.float64)
     np.testing.assert_allclose(g.rot6d_to_matrix(raw)[0].numpy(), np.eye(3), atol=1e-12)
@@ -46,7 +51,11 @@ def test_joint_orders():
     # Every joint's parent is the previous joint of its finger, or the wrist.
     for joint, parent in enumerate(g.JOINT_PARENTS[1:], start=1):
         name, parent_name = g.JOINT_NAMES[joint], g.JOINT_NAMES[parent]
-        assert parent_name == "wrist" if name.endswith("mcp") else parent_name.split("_")[0] == name.split("_")[0]
+        assert (
+            parent_name == "wrist"
+            if name.endswith("mcp")
+            else parent_name.split("_")[0] == name.split("_")[0]
+        )
 
 
 def test_opengl_opencv_flip_and_projection():
@@ -57,7 +66,12 @@ def test_opengl_opencv_flip_and_projection():
     K = np.array([[500.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
     # u = 500 * 0.1 / 0.5 + 320 = 420, v = 400 * -0.2 / 0.5 + 240 = 80
     np.testing.assert_allclose(g.project_points(g.opengl_to_opencv(point), K), [[420.0, 80.0]])
-    np.testing.assert_allclose(g.project_points(torch.tensor([[0.1, -0.2, 0.5]], dtype=torch.float64), torch.tensor(K)).numpy(), [[420.0, 80.0]])
+    np.testing.assert_allclose(
+        g.project_points(
+            torch.tensor([[0.1, -0.2, 0.5]], dtype=torch.float64), torch.tensor(K)
+        ).numpy(),
+        [[420.0, 80.0]],
+    )
     back = g.backproject_points([[420.0, 80.0]], [0.5], K)
     np.testing.assert_allclose(back, [[0.1, -0.2, 0.5]])
 
@@ -77,8 +91,16 @@ def test_box_control_points():
 
 @pytest.mark.parametrize("lib", [np, torch])
 def test_intersection_box(lib):
-    a = lib.asarray([[0.0, 0, 10, 10], [0, 0, 10, 10]]) if lib is np else torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]])
-    b = lib.asarray([[5.0, 2, 20, 8], [11, 0, 20, 8]]) if lib is np else torch.tensor([[5.0, 2, 20, 8], [11, 0, 20, 8]])
+    a = (
+        lib.asarray([[0.0, 0, 10, 10], [0, 0, 10, 10]])
+        if lib is np
+        else torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]])
+    )
+    b = (
+        lib.asarray([[5.0, 2, 20, 8], [11, 0, 20, 8]])
+        if lib is np
+        else torch.tensor([[5.0, 2, 20, 8], [11, 0, 20, 8]])
+    )
     boxes, valid = g.intersection_box(a, b)
     np.testing.assert_allclose(np.asarray(boxes[0]), [5, 2, 10, 8])
     assert bool(valid[0]) and not bool(valid[1])
@@ -86,5 +108,7 @@ def test_intersection_box(lib):
 
 def test_square_and_union_boxes():
     np.testing.assert_allclose(g.square_box([0, 0, 4, 2], scale=1.5), [-1, -2, 5, 4])
-    np.testing.assert_allclose(g.union_box(np.array([0, 0, 2, 2]), np.array([1, -1, 3, 1])), [0, -1, 3, 2])
+    np.testing.assert_allclose(
+        g.union_box(np.array([0, 0, 2, 2]), np.array([1, -1, 3, 1])), [0, -1, 3, 2]
+    )
     np.testing.assert_allclose(g.points_to_box([[1, 5], [3, 2], [2, 4]]), [1, 2, 3, 5])

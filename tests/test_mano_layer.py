@@ -1,4 +1,5 @@
 """ManoLayer against manopth's recorded outputs, loading without chumpy, and the hand layer."""
+
 import json
 import pickle
 import subprocess
@@ -21,14 +22,20 @@ REFERENCE = np.load(FIXTURES / "manopth_public_reference.npz")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_manopth_to_a_thousandth_of_a_millimetre(case):
     layer = ManoLayer(mano_path=RANDOM_MANO, **CASES[case])
-    pose, betas, trans = (torch.from_numpy(REFERENCE[f"{case}/{k}"]) for k in ("pose", "betas", "trans"))
+    pose, betas, trans = (
+        torch.from_numpy(REFERENCE[f"{case}/{k}"]) for k in ("pose", "betas", "trans")
+    )
     vertices, joints = layer(pose, betas, trans)
     np.testing.assert_allclose(vertices.numpy(), REFERENCE[f"{case}/verts"], atol=1e-3, rtol=0)
     np.testing.assert_allclose(joints.numpy(), REFERENCE[f"{case}/joints"], atol=1e-3, rtol=0)
     # A call with the pose only uses the file's own betas and no translation.
     vertices, joints = layer(pose)
-    np.testing.assert_allclose(vertices.numpy(), REFERENCE[f"{case}/verts_default"], atol=1e-3, rtol=0)
-    np.testing.assert_allclose(joints.numpy(), REFERENCE[f"{case}/joints_default"], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(
+        vertices.numpy(), REFERENCE[f"{case}/verts_default"], atol=1e-3, rtol=0
+    )
+    np.testing.assert_allclose(
+        joints.numpy(), REFERENCE[f"{case}/joints_default"], atol=1e-3, rtol=0
+    )
 
 
 def test_loads_the_chumpy_pickle_without_chumpy():
@@ -55,7 +62,10 @@ def test_plain_numpy_mano_file_gives_the_same_hand(tmp_path):
 
 
 def test_missing_or_wrong_mano_file_explains_where_to_get_mano(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nowhere/MANO_RIGHT\.pkl.*mano\.is\.tue\.mpg\.de.*MODEL\.MANO\.MODEL_PATH"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"nowhere/MANO_RIGHT\.pkl.*mano\.is\.tue\.mpg\.de.*MODEL\.MANO\.MODEL_PATH",
+    ):
         load_mano_model(str(tmp_path / "nowhere" / "MANO_RIGHT.pkl"))
     not_pickle = tmp_path / "notes.pkl"
     not_pickle.write_text("hello")
@@ -71,24 +81,32 @@ def test_missing_or_wrong_mano_file_explains_where_to_get_mano(tmp_path):
     model["weights"] = model["weights"][:, :15]
     with open(bad_shape, "wb") as f:
         pickle.dump(model, f)
-    with pytest.raises(ValueError, match=r"bad_shape\.pkl: MANO field 'weights' has shape \(778, 15\)"):
+    with pytest.raises(
+        ValueError, match=r"bad_shape\.pkl: MANO field 'weights' has shape \(778, 15\)"
+    ):
         load_mano_model(str(bad_shape))
 
 
 def _random_pose(batch, seed):
     generator = torch.Generator().manual_seed(seed)
-    return 0.4 * torch.randn(batch, 48, generator=generator), torch.randn(batch, 10, generator=generator)
+    return 0.4 * torch.randn(batch, 48, generator=generator), torch.randn(
+        batch, 10, generator=generator
+    )
 
 
 def test_rot6d_and_rotmat_modes_agree_with_axis_angle():
     pose, betas = _random_pose(3, seed=1)
     reference = ManoLayer(mano_path=RANDOM_MANO, use_pca=False)(pose, betas)[0]
-    rotations = torch.from_numpy(Rotation.from_rotvec(pose.view(-1, 3).double().numpy()).as_matrix()).float()
+    rotations = torch.from_numpy(
+        Rotation.from_rotvec(pose.view(-1, 3).double().numpy()).as_matrix()
+    ).float()
     rotations = rotations.view(3, 16, 3, 3)
     # rot6d root: the first two columns of the root rotation, then the 45 joint angles.
     rot6d = torch.cat([rotations[:, 0, :, 0], rotations[:, 0, :, 1], pose[:, 3:]], 1)
     for robust in (False, True):
-        layer = ManoLayer(mano_path=RANDOM_MANO, use_pca=False, root_rot_mode="rot6d", robust_rot=robust)
+        layer = ManoLayer(
+            mano_path=RANDOM_MANO, use_pca=False, root_rot_mode="rot6d", robust_rot=robust
+        )
         torch.testing.assert_close(layer(rot6d, betas)[0], reference, atol=1e-3, rtol=0)
     layer = ManoLayer(mano_path=RANDOM_MANO, use_pca=False, joint_rot_mode="rotmat")
     torch.testing.assert_close(layer(rotations, betas)[0], reference, atol=1e-3, rtol=0)
@@ -102,10 +120,14 @@ def test_translation_centring_palm_root_and_shared_betas():
     moved_vertices, moved_joints = layer(pose, betas, trans)
     torch.testing.assert_close(moved_joints, joints + 1000 * trans[:, None], atol=1e-3, rtol=0)
     torch.testing.assert_close(moved_vertices, vertices + 1000 * trans[:, None], atol=1e-3, rtol=0)
-    centred_vertices, centred_joints = ManoLayer(mano_path=RANDOM_MANO, use_pca=False, center_idx=9)(pose, betas)
+    centred_vertices, centred_joints = ManoLayer(
+        mano_path=RANDOM_MANO, use_pca=False, center_idx=9
+    )(pose, betas)
     torch.testing.assert_close(centred_joints, joints - joints[:, 9:10], atol=1e-3, rtol=0)
     palm_vertices, palm_joints = layer(pose, betas, root_palm=torch.Tensor([1]))
-    torch.testing.assert_close(palm_joints[:, 0], (vertices[:, 95] + vertices[:, 22]) / 2, atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        palm_joints[:, 0], (vertices[:, 95] + vertices[:, 22]) / 2, atol=1e-3, rtol=0
+    )
     torch.testing.assert_close(palm_joints[:, 1:], joints[:, 1:])
     shared = layer(pose, betas, share_betas=torch.Tensor([1]))[0]
     torch.testing.assert_close(shared, layer(pose, betas.mean(0, keepdim=True).expand(2, 10))[0])
@@ -143,9 +165,13 @@ def test_hand_layer_is_wrist_centred_metres_with_configurable_fingertips():
     pose, betas = _random_pose(2, seed=5)
     tips = (728, 353, 442, 576, 694)
     vertices, joints = HandLayer(RANDOM_MANO, fingertip_vertices=tips)(pose, betas)
-    reference_vertices, reference_joints = ManoLayer(mano_path=RANDOM_MANO, use_pca=False, center_idx=0)(pose, betas)
+    reference_vertices, reference_joints = ManoLayer(
+        mano_path=RANDOM_MANO, use_pca=False, center_idx=0
+    )(pose, betas)
     torch.testing.assert_close(vertices * 1000, reference_vertices, atol=1e-3, rtol=0)
     torch.testing.assert_close(joints[:, 0], torch.zeros(2, 3))
     # Fingertips in manopth order: thumb, index, middle, ring, pinky at joints 4, 8, 12, 16, 20.
     torch.testing.assert_close(joints[:, [4, 8, 12, 16, 20]], vertices[:, list(tips)])
-    torch.testing.assert_close(joints[:, [1, 2, 3, 5]] * 1000, reference_joints[:, [1, 2, 3, 5]], atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        joints[:, [1, 2, 3, 5]] * 1000, reference_joints[:, [1, 2, 3, 5]], atol=1e-3, rtol=0
+    )

@@ -1,11 +1,18 @@
 """Pseudo-label filters on crafted sequences with known answers."""
+
 import numpy as np
 import pytest
+from detectron2.config import get_cfg
 from scipy.spatial.transform import Rotation
 
 from handobj_d2.config import add_handobj_config
-from handobj_d2.semi.filters import apply_filters, box_gap, residual_2d3d, shape_deviation, temporal_distance
-from detectron2.config import get_cfg
+from handobj_d2.semi.filters import (
+    apply_filters,
+    box_gap,
+    residual_2d3d,
+    shape_deviation,
+    temporal_distance,
+)
 
 
 def _skeleton():
@@ -51,7 +58,9 @@ def cfg():
 
 def test_a_jump_in_3d_pose_is_rejected_and_its_smooth_neighbours_kept(cfg):
     video = _video()
-    video["joints3d"][5] = video["joints3d"][5] @ Rotation.from_euler("x", 60, degrees=True).as_matrix().T
+    video["joints3d"][5] = (
+        video["joints3d"][5] @ Rotation.from_euler("x", 60, degrees=True).as_matrix().T
+    )
     columns, kept = apply_filters(video, cfg, ["temporal"])
     assert not kept[5]
     assert kept[np.arange(12) != 5].all()
@@ -104,7 +113,9 @@ def test_hand_away_from_object_is_rejected_by_the_interaction_filter(cfg):
     # By hand: hand [0,0,30,40] (diagonal 50), object 30 px to the right -> gap 0.6.
     gap = box_gap(np.array([[0.0, 0, 30, 40]]), np.array([[60.0, 10, 90, 30]]))
     np.testing.assert_allclose(gap, [0.6])
-    np.testing.assert_allclose(box_gap(np.array([[0.0, 0, 30, 40]]), np.array([[20.0, 30, 90, 90]])), [0.0])
+    np.testing.assert_allclose(
+        box_gap(np.array([[0.0, 0, 30, 40]]), np.array([[20.0, 30, 90, 90]])), [0.0]
+    )
 
 
 def test_shape_outlier_and_low_scores_are_rejected_and_all_scores_recorded(cfg):
@@ -118,7 +129,10 @@ def test_shape_outlier_and_low_scores_are_rejected_and_all_scores_recorded(cfg):
         "hand_score", "object_score", "residual_2d3d", "temporal_distance", "shape_deviation", "box_gap",
         "pass_detection", "pass_consistency_2d3d", "pass_temporal", "pass_shape", "pass_interaction",
     }  # fmt: skip
-    np.testing.assert_allclose(shape_deviation(np.array([[0.0] * 10, [1.0] * 10, [4.0] * 10])), [np.sqrt(10), 0, 3 * np.sqrt(10)])
+    np.testing.assert_allclose(
+        shape_deviation(np.array([[0.0] * 10, [1.0] * 10, [4.0] * 10])),
+        [np.sqrt(10), 0, 3 * np.sqrt(10)],
+    )
 
 
 def test_no_filters_keeps_everything(cfg):

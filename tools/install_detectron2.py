@@ -27,6 +27,7 @@ The patches, each checked to apply (a changed sdist fails loudly instead of half
 Usage: ``python tools/install_detectron2.py [--python PY] [--force]``. Standard library only, so
 it runs before anything else is installed.
 """
+
 import argparse
 import re
 import shutil

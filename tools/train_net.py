@@ -7,6 +7,7 @@
 
 Multi-machine: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT.
 """
+
 import sys
 
 from detectron2.checkpoint import DetectionCheckpointer

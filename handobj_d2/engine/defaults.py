@@ -1,4 +1,5 @@
 """Config set-up shared by the tools: file + overrides -> frozen config, with clear errors."""
+
 import difflib
 import os
 

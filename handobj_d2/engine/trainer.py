@@ -1,5 +1,6 @@
 """HandObjectTrainer: Detectron2's DefaultTrainer with the project's optimizer, data and
 evaluators."""
+
 import os
 
 import torch
@@ -22,10 +23,15 @@ class HandObjectTrainer(DefaultTrainer):
         )
         name = cfg.SOLVER.OPTIMIZER.upper()
         if name == "ADAM":
-            optimizer = torch.optim.Adam(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+            optimizer = torch.optim.Adam(
+                params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+            )
         elif name == "SGD":
             optimizer = torch.optim.SGD(
-                params, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV
+                params,
+                lr=cfg.SOLVER.BASE_LR,
+                momentum=cfg.SOLVER.MOMENTUM,
+                nesterov=cfg.SOLVER.NESTEROV,
             )
         else:
             raise ValueError(f"SOLVER.OPTIMIZER must be ADAM or SGD, got {cfg.SOLVER.OPTIMIZER!r}")

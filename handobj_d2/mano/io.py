@@ -5,6 +5,7 @@ download them) are Python 2 pickles whose arrays are chumpy objects and whose J_
 scipy sparse matrix. ``load_mano_model`` reads them, and plain-numpy MANO-format files, with a
 restricted unpickler that replaces chumpy classes by a stand-in keeping the wrapped array.
 """
+
 import logging
 import os
 import pickle
@@ -41,7 +42,15 @@ _SYNTHETIC_WARNING = f"""
 !! {MANO_HELP}
 {"!" * 80}"""
 
-_ALLOWED_MODULES = ("numpy", "scipy.sparse", "copy_reg", "copyreg", "_codecs", "builtins", "__builtin__")
+_ALLOWED_MODULES = (
+    "numpy",
+    "scipy.sparse",
+    "copy_reg",
+    "copyreg",
+    "_codecs",
+    "builtins",
+    "__builtin__",
+)
 
 
 class _ChumpyArray:
@@ -88,7 +97,9 @@ def read_mano_file(path):
     except Exception as e:
         raise ValueError(f"{path}: cannot read it as a MANO model file ({e}). {MANO_HELP}") from e
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: not a MANO model file (holds a {type(raw).__name__}). {MANO_HELP}")
+        raise ValueError(
+            f"{path}: not a MANO model file (holds a {type(raw).__name__}). {MANO_HELP}"
+        )
     missing = [k for k in MANO_FIELDS if k not in raw]
     if missing:
         raise ValueError(f"{path}: not a MANO model file, missing fields {missing}. {MANO_HELP}")

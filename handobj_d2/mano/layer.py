@@ -4,6 +4,7 @@
 defaults, forward signature, outputs in millimetres, joint order and fingertip vertices).
 ``HandLayer`` is the model's hand: full axis-angle pose, flat hand mean, metres, wrist-centred.
 """
+
 import os
 
 import numpy as np
@@ -66,7 +67,9 @@ class ManoLayer(nn.Module):
         if root_rot_mode not in ("axisang", "rot6d"):
             raise ValueError(f"root_rot_mode must be 'axisang' or 'rot6d', got {root_rot_mode!r}")
         if joint_rot_mode not in ("axisang", "rotmat"):
-            raise ValueError(f"joint_rot_mode must be 'axisang' or 'rotmat', got {joint_rot_mode!r}")
+            raise ValueError(
+                f"joint_rot_mode must be 'axisang' or 'rotmat', got {joint_rot_mode!r}"
+            )
         self.center_idx = center_idx
         self.side = side
         self.use_pca = use_pca
@@ -108,7 +111,9 @@ class ManoLayer(nn.Module):
         parent; v_shaped (B, 778, 3), joints (B, 16, 3) from :meth:`shape`.
         Returns vertices (B, 778, 3) and posed MANO joints (B, 16, 3), metres, untranslated.
         """
-        v_posed = v_shaped + torch.einsum("vck,bk->bvc", self.th_posedirs, _pose_feature(rotmats[:, 1:]))
+        v_posed = v_shaped + torch.einsum(
+            "vck,bk->bvc", self.th_posedirs, _pose_feature(rotmats[:, 1:])
+        )
         # Global rotation and position of every joint, one tree level (five chains) at a time.
         rots, positions = [rotmats[:, :1]], [joints[:, :1]]
         parent_rot, parent_pos, parent_joint = rotmats[:, :1], joints[:, :1], joints[:, :1]
@@ -172,7 +177,11 @@ class ManoLayer(nn.Module):
         if th_betas is None or th_betas.numel() == 1:
             betas = self.th_betas.expand(batch, -1)
         else:
-            betas = th_betas.mean(0, keepdim=True).expand_as(th_betas) if bool(share_betas) else th_betas
+            betas = (
+                th_betas.mean(0, keepdim=True).expand_as(th_betas)
+                if bool(share_betas)
+                else th_betas
+            )
         vertices, joints16 = self.articulate(rotmats, *self.shape(betas))
         joints = self.add_fingertips(vertices, joints16, bool(root_palm))
         if th_trans is None or bool(torch.norm(th_trans) == 0):
@@ -193,7 +202,11 @@ class HandLayer(nn.Module):
     def __init__(self, mano_path="", fingertip_vertices=MANOPTH_FINGERTIPS["right"], side="right"):
         super().__init__()
         self.mano = ManoLayer(
-            use_pca=False, flat_hand_mean=True, side=side, mano_path=mano_path, fingertip_vertices=fingertip_vertices
+            use_pca=False,
+            flat_hand_mean=True,
+            side=side,
+            mano_path=mano_path,
+            fingertip_vertices=fingertip_vertices,
         )
 
     @property

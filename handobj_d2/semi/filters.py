@@ -13,6 +13,7 @@ Filters are registered in ``PSEUDO_LABEL_FILTER_REGISTRY`` by name; ``SEMI.FILTE
 those applied and ``SEMI.FILTER.*`` holds every threshold. A frame is kept when it passes all of
 them; a score that cannot be computed (NaN, e.g. no temporal neighbour) fails its filter.
 """
+
 import numpy as np
 from detectron2.utils.registry import Registry
 
@@ -81,8 +82,14 @@ def box_gap(hand_box, object_box):
     0 when the boxes overlap or touch; else the shortest distance between them divided by the
     hand box's diagonal.
     """
-    dx = np.maximum(0.0, np.maximum(hand_box[:, 0], object_box[:, 0]) - np.minimum(hand_box[:, 2], object_box[:, 2]))
-    dy = np.maximum(0.0, np.maximum(hand_box[:, 1], object_box[:, 1]) - np.minimum(hand_box[:, 3], object_box[:, 3]))
+    dx = np.maximum(
+        0.0,
+        np.maximum(hand_box[:, 0], object_box[:, 0]) - np.minimum(hand_box[:, 2], object_box[:, 2]),
+    )
+    dy = np.maximum(
+        0.0,
+        np.maximum(hand_box[:, 1], object_box[:, 1]) - np.minimum(hand_box[:, 3], object_box[:, 3]),
+    )
     diagonal = np.maximum(np.linalg.norm(hand_box[:, 2:] - hand_box[:, :2], axis=1), 1e-6)
     return np.hypot(dx, dy) / diagonal
 
@@ -96,7 +103,9 @@ def detection(predictions, cfg):
     """Detector confidence of the hand and of the object."""
     f = cfg.SEMI.FILTER
     hand, obj = predictions["hand_score"], predictions["object_score"]
-    return {"hand_score": hand, "object_score": obj}, (hand >= f.MIN_HAND_SCORE) & (obj >= f.MIN_OBJECT_SCORE)
+    return {"hand_score": hand, "object_score": obj}, (hand >= f.MIN_HAND_SCORE) & (
+        obj >= f.MIN_OBJECT_SCORE
+    )
 
 
 @PSEUDO_LABEL_FILTER_REGISTRY.register()
@@ -110,7 +119,9 @@ def consistency_2d3d(predictions, cfg):
 def temporal(predictions, cfg):
     """3D pose is smooth with respect to the neighbouring frames."""
     f = cfg.SEMI.FILTER
-    score = temporal_distance(predictions["frame_index"], predictions["joints3d"], f.TEMPORAL_WINDOW)
+    score = temporal_distance(
+        predictions["frame_index"], predictions["joints3d"], f.TEMPORAL_WINDOW
+    )
     return {"temporal_distance": score}, _at_most(score, f.MAX_TEMPORAL_DISTANCE)
 
 
