@@ -163,6 +163,28 @@ def backproject_points(pixels, depth, K):
     return rays * np.asarray(depth, dtype=np.float64)[:, None]
 
 
+def estimate_root_translation(joints2d, joints3d, K):
+    """Camera-frame position of a root-relative 3D skeleton that best explains its 2D joints.
+
+    Linear least squares on the pinhole equations (each joint gives two equations linear in
+    the translation T): ``project(joints3d + T, K) ~ joints2d``. numpy, batched:
+    joints2d (..., J, 2) px, joints3d (..., J, 3) m root-relative, K (..., 3, 3) -> T (..., 3) m.
+    """
+    joints2d, joints3d, K = (np.asarray(a, dtype=np.float64) for a in (joints2d, joints3d, K))
+    focal = np.stack([K[..., 0, 0], K[..., 1, 1]], -1)[..., None, :]  # (..., 1, 2)
+    offset = K[..., :2, 2][..., None, :] - joints2d  # (c - u), (..., J, 2)
+    # Row for axis a (x or y): f_a * T_a + offset_a * T_z = -f_a * X_a - offset_a * Z.
+    rows = np.zeros(joints2d.shape + (3,))
+    rows[..., 0, 0] = focal[..., 0]
+    rows[..., 1, 1] = focal[..., 1]
+    rows[..., 2] = offset
+    rhs = -focal * joints3d[..., :2] - offset * joints3d[..., 2:3]
+    rows = rows.reshape(*rows.shape[:-3], -1, 3)
+    rhs = rhs.reshape(*rhs.shape[:-2], -1)
+    normal = np.swapaxes(rows, -1, -2) @ rows
+    return np.linalg.solve(normal, (np.swapaxes(rows, -1, -2) @ rhs[..., None]))[..., 0]
+
+
 # ----------------------------------------------------------------------------------------------
 # Boxes (numpy, [x1, y1, x2, y2] pixels)
 
