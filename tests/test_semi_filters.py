@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from detectron2.config import get_cfg
+from hand_skeletons import flat_skeleton, rotating_hand
 from scipy.spatial.transform import Rotation
 
 from handobj_d2.config import add_handobj_config
@@ -15,23 +16,13 @@ from handobj_d2.semi.filters import (
 )
 
 
-def _skeleton():
-    """A flat 21-joint hand (manopth order), wrist at 0, fingers 2-3 cm apart, 2.5 cm bones (m)."""
-    joints = [np.zeros(3)]
-    for finger in range(5):
-        direction = np.array([np.sin(0.3 * (finger - 2)), -np.cos(0.3 * (finger - 2)), 0.0])
-        base = 0.08 * direction
-        joints += [base + 0.025 * k * direction for k in range(4)]
-    return np.array(joints)
-
-
 def _video(count=12, seed=0):
     """A hand rotating slowly (2 degrees per frame) 0.5 m in front of a camera."""
     K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
     rng = np.random.default_rng(seed)
     joints3d, joints2d, boxes = [], [], []
     for t in range(count):
-        rel = _skeleton() @ Rotation.from_euler("z", 2 * t, degrees=True).as_matrix().T
+        rel = rotating_hand(t)
         cam = rel + np.array([0.0, 0.0, 0.5])
         uv = cam @ K.T
         uv = uv[:, :2] / uv[:, 2:]
@@ -92,7 +83,7 @@ def test_2d_joints_disagreeing_with_3d_joints_are_rejected(cfg):
 
 
 def test_residual_2d3d_is_zero_for_an_exact_weak_perspective_projection():
-    joints3d = _skeleton()[None]
+    joints3d = flat_skeleton()[None]
     joints2d = 1200.0 * joints3d[..., :2] + np.array([100.0, 50.0])
     box = np.array([[0.0, 0.0, 200.0, 100.0]])
     np.testing.assert_allclose(residual_2d3d(joints2d, joints3d, box), 0.0, atol=1e-9)
