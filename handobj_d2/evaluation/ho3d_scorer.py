@@ -29,7 +29,7 @@ from .metrics import (
     FSCORE_THRESHOLDS,
     PCK_THRESHOLDS,
     align_scale_translation,
-    fscores,
+    fscores_of_predictions,
     keypoint_summary,
     point_distances,
     procrustes_align,
@@ -202,8 +202,8 @@ def _score_chunk(gt_joints, gt_vertices, pred_joints, pred_vertices, mano_mesh):
         out["mesh_al"] = point_distances(aligned, gt_vertices)
     else:
         aligned = align_with_joint_transform(pred_vertices, pred_joints, gt_joints)
-    out["f"] = fscores(pred_vertices, gt_vertices, FSCORE_THRESHOLDS)[0]
-    out["f_al"] = fscores(aligned, gt_vertices, FSCORE_THRESHOLDS)[0]
+    raw, al = fscores_of_predictions([pred_vertices, aligned], gt_vertices, FSCORE_THRESHOLDS)
+    out["f"], out["f_al"] = raw[0], al[0]
     return out
 
 

@@ -10,6 +10,9 @@ Alignments follow the HO3D / FreiHAND challenge's formulas (``ho3d_scorer`` repr
 scores with them).
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -19,6 +22,8 @@ from ..geometry import project_points, transform_points
 PCK_THRESHOLDS = np.linspace(0.0, 0.05, 100)
 # F-score distance thresholds of the challenges: 5 mm and 15 mm (metres).
 FSCORE_THRESHOLDS = (0.005, 0.015)
+# Threads for the per-sample KD-tree work of F-scores.
+_MAX_THREADS = 8
 
 
 def point_distances(pred, gt):
@@ -158,19 +163,36 @@ def fscores(pred, gt, thresholds=FSCORE_THRESHOLDS):
     (the HO3D script names the two the other way round; the F-score is the same). F is 0 when
     both are 0. Nearest neighbours come from KD-trees, never all-pairs matrices.
     """
+    return fscores_of_predictions([pred], gt, thresholds)[0]
+
+
+def fscores_of_predictions(preds, gt, thresholds=FSCORE_THRESHOLDS):
+    """:func:`fscores` of several predictions (e.g. raw and aligned) of the same ground truth
+    gt (N, Q, 3), which then builds its KD-trees once: a list of (fscore, precision, recall).
+    Samples are spread over threads (the KD-tree code runs without the GIL)."""
     thresholds = np.asarray(thresholds, np.float64)
-    # Distances beyond the largest threshold are never counted: let the tree prune them.
-    bound = 2 * thresholds.max()
-    precision = np.zeros((len(pred), len(thresholds)))
+    num = len(gt)
+    precision = np.zeros((len(preds), num, len(thresholds)))
     recall = np.zeros_like(precision)
-    for i, (pred_points, gt_points) in enumerate(zip(pred, gt)):
-        to_gt = nearest_distances(pred_points, gt_points, bound)
-        to_pred = nearest_distances(gt_points, pred_points, bound)
-        precision[i] = (to_gt[:, None] < thresholds).mean(0)
-        recall[i] = (to_pred[:, None] < thresholds).mean(0)
+    # Distances at or beyond the largest threshold never count: the trees prune them.
+    bound = thresholds.max()
+
+    def score_samples(samples):
+        for i in samples:
+            gt_tree = cKDTree(gt[i])
+            for k, pred in enumerate(preds):
+                to_gt = gt_tree.query(pred[i], distance_upper_bound=bound)[0]
+                to_pred = nearest_distances(gt[i], pred[i], bound)
+                precision[k, i] = (to_gt[:, None] < thresholds).mean(0)
+                recall[k, i] = (to_pred[:, None] < thresholds).mean(0)
+
+    workers = min(os.cpu_count() or 1, _MAX_THREADS)
+    blocks = np.array_split(np.arange(num), min(num, 4 * workers))
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(score_samples, blocks))
     total = precision + recall
     fscore = np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
-    return fscore, precision, recall
+    return [(fscore[k], precision[k], recall[k]) for k in range(len(preds))]
 
 
 # ----------------------------------------------------------------------------------------------
