@@ -6,8 +6,11 @@ import os
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
-from detectron2.evaluation import COCOEvaluator
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+
+from ..evaluation import HandPoseEvaluator, ObjectPoseEvaluator
+from ..mano import build_hand_layer
 
 
 class HandObjectTrainer(DefaultTrainer):
@@ -44,4 +47,12 @@ class HandObjectTrainer(DefaultTrainer):
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
         if evaluator_type == "coco":
             return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=False)
+        if evaluator_type == "handobj":
+            hand = HandPoseEvaluator(
+                dataset_name,
+                output_dir=output_folder,
+                hand_layer=build_hand_layer(cfg),
+                write_pred_json=cfg.TEST.HANDOBJ.WRITE_PRED_JSON,
+            )
+            return DatasetEvaluators([hand, ObjectPoseEvaluator(dataset_name, output_folder)])
         raise ValueError(f"{dataset_name}: no evaluator for evaluator_type {evaluator_type!r}")

@@ -200,8 +200,9 @@ def fscores_of_predictions(preds, gt, thresholds=FSCORE_THRESHOLDS):
 
 
 def add_distance(R_pred, t_pred, R_gt, t_gt, points):
-    """ADD: mean distance between the model ``points`` (P, 3) posed by the prediction and by
-    the ground truth. R (N, 3, 3), t (N, 3) -> (N,), in the unit of t and points."""
+    """ADD: mean distance between the model ``points`` (P, 3), or per-sample points
+    (N, P, 3), posed by the prediction and by the ground truth. R (N, 3, 3), t (N, 3) -> (N,),
+    in the unit of t and points."""
     points = np.asarray(points, np.float64)
     return point_distances(
         transform_points(points, np.asarray(R_pred), np.asarray(t_pred)),
@@ -235,6 +236,6 @@ def reprojection_error(R_pred, t_pred, R_gt, t_gt, points, K):
 
 
 def mean_corner_distance(R_pred, t_pred, R_gt, t_gt, corners):
-    """FPHA-style object error: mean 3D distance of the bounding-box ``corners`` (C, 3) (or
-    control points) posed by prediction and ground truth (the ADD of the corners); (N,)."""
+    """FPHA-style object error: mean 3D distance of the bounding-box ``corners`` (C, 3) or
+    (N, C, 3) (or control points) posed by prediction and ground truth (their ADD); (N,)."""
     return add_distance(R_pred, t_pred, R_gt, t_gt, corners)

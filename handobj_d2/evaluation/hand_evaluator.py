@@ -1,0 +1,240 @@
+"""HandPoseEvaluator: writes the HO3D challenge's ``pred.json`` and, where the dataset has 3D
+ground truth, reports hand pose metrics through Detectron2's evaluation loop."""
+
+import json
+import logging
+import os
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+
+from ..constants import HAND_CLASS, NUM_JOINTS, NUM_MANO_VERTICES
+from ..geometry import MANOPTH_TO_HO3D, opengl_to_opencv
+from .metrics import (
+    FSCORE_THRESHOLDS,
+    fscores,
+    keypoint_summary,
+    point_distances,
+    procrustes_align,
+    root_relative,
+)
+
+logger = logging.getLogger(__name__)
+
+# pred.json coordinates are rounded to micrometres (the file is about 3x smaller).
+PRED_JSON_DECIMALS = 6
+
+
+def gather_per_image(predictions, distributed=True):
+    """Merge per-process ``{image_id: prediction}`` dicts on the main process (Detectron2's
+    ``comm.gather``). Returns the merged dict there and None on the other processes."""
+    if not distributed:
+        return dict(predictions)
+    comm.synchronize()
+    gathered = comm.gather(predictions, dst=0)
+    if not comm.is_main_process():
+        return None
+    merged = {}
+    for part in gathered:
+        merged.update(part)
+    return merged
+
+
+def first_pair(output):
+    """The highest-scoring hand-object pair (row 0 of ``output["hand_object"]``) or None."""
+    pairs = output.get("hand_object")
+    if pairs is None or not pairs.get_fields() or len(pairs) == 0:
+        return None
+    return pairs[0]
+
+
+def field(pair, name):
+    """Field ``name`` of a one-row Instances as a float64 numpy array without the row axis, or
+    None when absent."""
+    if not pair.has(name):
+        return None
+    value = pair.get(name)[0]
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def annotation_of(record, category_id):
+    """The record's first annotation of ``category_id``, or None."""
+    for annotation in record.get("annotations", ()):
+        if annotation.get("category_id") == category_id:
+            return annotation
+    return None
+
+
+class HandPoseEvaluator(DatasetEvaluator):
+    """Hand evaluation of the model's first hand-object pair per image.
+
+    Always writes ``pred.json`` to ``output_dir`` (when given): ``[joints (N, 21, 3), vertices
+    (N, 778, 3)]`` in the challenge's format: metres, OpenGL camera frame, MANO / HO3D joint
+    order, one entry per dataset record in DatasetCatalog order. The model's root-relative
+    predictions are placed at the record's ``root3d`` (or ground-truth wrist), which HO3D's
+    evaluation split provides, else left at the camera origin. An image without a prediction
+    gets all its points at that root.
+
+    Metrics (images whose hand annotation has ``joints3d``), returned as ``{"hand": {...}}``:
+    ``MPJPE_mm`` and ``AUC`` (root-relative joints), ``PA_MPJPE_mm`` and ``PA_AUC``
+    (Procrustes-aligned), ``joints2d_px`` (images with 2D joints); with a ``hand_layer`` and
+    MANO ground truth (``mano_pose``, ``mano_shape``): ``MPVPE_mm`` (root-relative),
+    ``PA_MPVPE_mm``, ``PA_mesh_AUC``, ``F5`` and ``F15`` (F-scores of aligned meshes at 5 and
+    15 mm). AUCs over 0-5 cm and F-scores are in percent. A missed image counts in the 3D
+    metrics with all its points at the wrist; the 2D error covers images with a prediction.
+    """
+
+    def __init__(
+        self, dataset_name, output_dir=None, distributed=True, hand_layer=None,
+        write_pred_json=True,
+    ):  # fmt: skip
+        """
+        Args:
+            dataset_name (str): a DatasetCatalog name; its records give the ground truth.
+            output_dir (str): where ``pred.json`` goes (None: not written).
+            distributed (bool): gather predictions from all processes before evaluating.
+            hand_layer (callable): ``(mano_pose (B, 48), mano_shape (B, 10)) -> (vertices,
+                joints)`` wrist-centred, e.g. ``handobj_d2.mano.build_hand_layer(cfg)``; gives
+                the ground-truth meshes. None: no mesh metrics.
+            write_pred_json (bool): write ``pred.json`` (``TEST.HANDOBJ.WRITE_PRED_JSON``).
+        """
+        self._dataset_name = dataset_name
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._hand_layer = hand_layer
+        self._write_pred_json = write_pred_json
+        self.reset()
+
+    def reset(self):
+        self._predictions = {}
+
+    def process(self, inputs, outputs):
+        for sample, output in zip(inputs, outputs):
+            pair = first_pair(output)
+            prediction = None
+            if pair is not None and pair.has("joints3d"):
+                prediction = {
+                    name: None if value is None else value.astype(np.float32)
+                    for name in ("joints3d", "vertices", "joints2d")
+                    for value in [field(pair, name)]
+                }
+            self._predictions[sample["image_id"]] = prediction
+
+    def evaluate(self):
+        predictions = gather_per_image(self._predictions, self._distributed)
+        if predictions is None:
+            return {}
+        records = DatasetCatalog.get(self._dataset_name)
+        missing = sum(predictions.get(r["image_id"]) is None for r in records)
+        if missing:
+            logger.warning(
+                "%s: %d of %d images have no hand prediction", self._dataset_name, missing,
+                len(records),
+            )  # fmt: skip
+        if self._output_dir and self._write_pred_json:
+            self._write_challenge_file(records, predictions)
+        metrics = self._metrics(records, predictions)
+        if not metrics:
+            logger.info("%s: no 3D hand ground truth; wrote pred.json only", self._dataset_name)
+            return {}
+        return OrderedDict(hand=metrics)
+
+    def _write_challenge_file(self, records, predictions):
+        joints_out, vertices_out = [], []
+        for record in records:
+            annotation = annotation_of(record, HAND_CLASS) or {}
+            root = _root3d(annotation)
+            prediction = predictions.get(record["image_id"]) or {}
+            joints = prediction.get("joints3d")
+            vertices = prediction.get("vertices")
+            joints = np.zeros((NUM_JOINTS, 3)) if joints is None else joints
+            vertices = np.zeros((NUM_MANO_VERTICES, 3)) if vertices is None else vertices
+            # Camera coordinates, OpenCV -> OpenGL (the flip is its own inverse).
+            joints = opengl_to_opencv(joints + root)[MANOPTH_TO_HO3D]
+            vertices = opengl_to_opencv(vertices + root)
+            joints_out.append(np.round(joints, PRED_JSON_DECIMALS).tolist())
+            vertices_out.append(np.round(vertices, PRED_JSON_DECIMALS).tolist())
+        os.makedirs(self._output_dir, exist_ok=True)
+        path = os.path.join(self._output_dir, "pred.json")
+        with open(path, "w") as f:
+            json.dump([joints_out, vertices_out], f)
+        logger.info("Wrote %d hand predictions (HO3D challenge format) to %s", len(records), path)
+
+    def _metrics(self, records, predictions):
+        gt_joints, pred_joints, gt_2d, pred_2d, mano, pred_vertices = [], [], [], [], [], []
+        for record in records:
+            annotation = annotation_of(record, HAND_CLASS)
+            image_id = record["image_id"]
+            if annotation is None or annotation.get("joints3d") is None:
+                continue
+            if image_id not in predictions:
+                continue  # not part of this evaluation run
+            prediction = predictions[image_id] or {}
+            joints, vertices = prediction.get("joints3d"), prediction.get("vertices")
+            gt_joints.append(root_relative(np.asarray(annotation["joints3d"], np.float64)))
+            pred_joints.append(np.zeros((NUM_JOINTS, 3)) if joints is None else joints)
+            if annotation.get("joints2d") is not None and prediction.get("joints2d") is not None:
+                gt_2d.append(np.asarray(annotation["joints2d"], np.float64))
+                pred_2d.append(prediction["joints2d"])
+            has_mano = annotation.get("mano_pose") is not None and "mano_shape" in annotation
+            if self._hand_layer is not None and has_mano:
+                mano.append((annotation["mano_pose"], annotation["mano_shape"]))
+                missed = vertices is None
+                pred_vertices.append(np.zeros((NUM_MANO_VERTICES, 3)) if missed else vertices)
+        if not gt_joints:
+            return {}
+        gt_joints, pred_joints = np.stack(gt_joints), np.stack(pred_joints).astype(np.float64)
+        raw = keypoint_summary(point_distances(pred_joints, gt_joints))
+        aligned = keypoint_summary(
+            point_distances(procrustes_align(pred_joints, gt_joints), gt_joints)
+        )
+        results = {
+            "MPJPE_mm": raw["mean"] * 1000,
+            "PA_MPJPE_mm": aligned["mean"] * 1000,
+            "AUC": raw["auc"] * 100,
+            "PA_AUC": aligned["auc"] * 100,
+        }
+        if gt_2d:
+            results["joints2d_px"] = point_distances(np.stack(pred_2d), np.stack(gt_2d)).mean()
+        if mano:
+            gt_vertices = self._gt_vertices(mano)
+            pred_vertices = np.stack(pred_vertices).astype(np.float64)
+            aligned_vertices = procrustes_align(pred_vertices, gt_vertices)
+            mesh = keypoint_summary(point_distances(aligned_vertices, gt_vertices))
+            fscore = fscores(aligned_vertices, gt_vertices, FSCORE_THRESHOLDS)[0].mean(0)
+            results.update(
+                MPVPE_mm=float(point_distances(pred_vertices, gt_vertices).mean() * 1000),
+                PA_MPVPE_mm=mesh["mean"] * 1000,
+                PA_mesh_AUC=mesh["auc"] * 100,
+                F5=float(fscore[0] * 100),
+                F15=float(fscore[1] * 100),
+            )
+        return {key: float(value) for key, value in results.items()}
+
+    @torch.no_grad()
+    def _gt_vertices(self, mano, batch_size=256):
+        """Wrist-centred ground-truth vertices (M, 778, 3) from (mano_pose, mano_shape) pairs."""
+        vertices = []
+        for start in range(0, len(mano), batch_size):
+            poses, shapes = zip(*mano[start : start + batch_size])
+            verts, _ = self._hand_layer(
+                torch.as_tensor(np.stack(poses), dtype=torch.float32),
+                torch.as_tensor(np.stack(shapes), dtype=torch.float32),
+            )
+            vertices.append(verts.detach().cpu().numpy().astype(np.float64))
+        return np.concatenate(vertices)
+
+
+def _root3d(annotation):
+    """Camera-frame wrist position (3,) m: ``root3d``, else the ground-truth wrist, else 0."""
+    if annotation.get("root3d") is not None:
+        return np.asarray(annotation["root3d"], np.float64).reshape(3)
+    if annotation.get("joints3d") is not None:
+        return np.asarray(annotation["joints3d"], np.float64)[0]
+    return np.zeros(3)
