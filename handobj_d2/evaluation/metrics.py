@@ -1,4 +1,4 @@
-"""Pose metrics, vectorised numpy: every function takes a batch of samples along the first axis.
+"""Pose metrics, vectorised numpy: functions take a batch of samples along the first axis.
 
 Hands: joint / vertex errors (raw, root-relative, Procrustes-aligned, scale-translation-aligned),
 PCK curves and their AUC, F-scores of meshes. Objects: ADD, ADD-S, their 0.1-diameter accuracy,
@@ -187,7 +187,7 @@ def fscores_of_predictions(preds, gt, thresholds=FSCORE_THRESHOLDS):
                 recall[k, i] = (to_pred[:, None] < thresholds).mean(0)
 
     workers = min(os.cpu_count() or 1, _MAX_THREADS)
-    blocks = np.array_split(np.arange(num), min(num, 4 * workers))
+    blocks = np.array_split(np.arange(num), max(1, min(num, 4 * workers)))
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(score_samples, blocks))
     total = precision + recall
