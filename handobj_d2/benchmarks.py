@@ -22,6 +22,7 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
     parser.add_argument("--num-samples", type=int, default=1000, help="scorer: samples to score")
+    parser.add_argument("--num-objects", type=int, default=64, help="pnp: objects per batch")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
 
 
@@ -89,4 +90,154 @@ def scorer_benchmark(args):
         "projected_seconds_ho3d_v2": round(per_sample * HO3D_V2_EVALUATION_SIZE, 1),
         "challenge_seconds_per_sample": CHALLENGE_SECONDS_PER_SAMPLE,
         "speedup_vs_challenge": round(CHALLENGE_SECONDS_PER_SAMPLE / per_sample, 1),
+    }
+
+
+def _inference_inputs(size, batch_size, rng):
+    """Mapper-format test inputs: random (3, size, size) images with given hand and object
+    boxes, intrinsics and object control points (so voting + PnP run too)."""
+    import numpy as np
+    import torch
+
+    from .geometry import box_control_points
+
+    corners = np.array(np.meshgrid([-0.04, 0.04], [-0.03, 0.03], [-0.05, 0.05])).reshape(3, -1).T
+    K = np.array([[1.6 * size, 0, size / 2], [0, 1.6 * size, size / 2], [0, 0, 1]], np.float32)
+    return [
+        {
+            "image": torch.from_numpy(rng.integers(0, 256, (3, size, size), dtype=np.uint8)),
+            "height": size,
+            "width": size,
+            "hand_box": np.array([0.15, 0.25, 0.6, 0.75]) * size,
+            "object_box": np.array([0.45, 0.2, 0.85, 0.7]) * size,
+            "camera_K": K,
+            "control_points3d": box_control_points(corners),
+        }
+        for _ in range(batch_size)
+    ]
+
+
+@register_task("inference")
+def inference_benchmark(args):
+    """Model inference (eval mode, no_grad, MODEL.HANDOBJ.INFERENCE_BOXES "given") on batches
+    of ``--batch-size`` random ``--image-size`` images; mean over ``--repeats`` batches after
+    ``--warmup`` untimed ones. Random weights: speed does not depend on them."""
+    import time
+
+    import numpy as np
+    import torch
+    from detectron2.modeling import build_model
+
+    from .engine import setup_cfg
+
+    opts = list(args.opts) + ["MODEL.HANDOBJ.INFERENCE_BOXES", "given", "MODEL.DEVICE", "cpu"]
+    cfg = setup_cfg(args.config_file, opts)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    inputs = _inference_inputs(args.image_size, args.batch_size, np.random.default_rng(0))
+    times = []
+    with torch.no_grad():
+        for i in range(args.warmup + args.repeats):
+            start = time.perf_counter()
+            model(inputs)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+    return {
+        "config_file": args.config_file,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "repeats": len(times),
+        "torch_threads": torch.get_num_threads(),
+        "seconds_per_batch": float(np.mean(times)),
+        "seconds_per_image": float(np.mean(times)) / args.batch_size,
+        "seconds_per_image_min": float(np.min(times)) / args.batch_size,
+    }
+
+
+def synthetic_voting_field(num_objects, resolution, rng):
+    """Exact object-head predictions for random object poses: every cell predicts every control
+    point exactly (confidences random in [0, 1]). Returns a dict of torch tensors ``coords``
+    (N, 21, R, R, 2) box-normalised, ``confidence`` (N, 21, R, R), ``object_boxes`` (N, 4) px,
+    and numpy ``points3d`` (N, 21, 3) m, ``K`` (N, 3, 3), ``R`` (N, 3, 3), ``t`` (N, 3) m."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from .geometry import box_control_points, project_points
+
+    K = np.array([[600.0, 0, 256], [0, 600.0, 256], [0, 0, 1]])
+    points3d, rotations, translations, boxes, normalised = [], [], [], [], []
+    for _ in range(num_objects):
+        extent = rng.uniform(0.02, 0.1, 3)
+        corners = np.array(np.meshgrid(*[[-e, e] for e in extent])).reshape(3, -1).T
+        points = box_control_points(corners + rng.uniform(-0.02, 0.02, 3))
+        axis = rng.normal(size=3)
+        R = cv2.Rodrigues(axis / np.linalg.norm(axis) * rng.uniform(0, np.pi))[0]
+        t = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), rng.uniform(0.4, 0.8)])
+        pixels = project_points(points @ R.T + t, K)
+        box = np.concatenate([pixels.min(0) - 5, pixels.max(0) + 5])
+        points3d.append(points)
+        rotations.append(R)
+        translations.append(t)
+        boxes.append(box)
+        normalised.append((pixels - box[:2]) / (box[2:] - box[:2]))
+    n, r = num_objects, resolution
+    coords = np.broadcast_to(np.array(normalised)[:, :, None, None], (n, 21, r, r, 2))
+    return {
+        "coords": torch.tensor(coords, dtype=torch.float32),
+        "confidence": torch.tensor(rng.uniform(0, 1, (n, 21, r, r)), dtype=torch.float32),
+        "object_boxes": torch.tensor(np.array(boxes), dtype=torch.float32),
+        "points3d": np.array(points3d),
+        "K": np.broadcast_to(K, (n, 3, 3)),
+        "R": np.array(rotations),
+        "t": np.array(translations),
+    }
+
+
+@register_task("pnp")
+def pnp_benchmark(args):
+    """Voting + PnP-RANSAC (EPnP) on exact synthetic cell predictions for ``--num-objects``
+    objects at the config's voting settings; mean over ``--repeats`` after ``--warmup``."""
+    import time
+
+    import numpy as np
+
+    from .engine import setup_cfg
+    from .modeling.pnp import control_point_estimates, solve_pnp, vote_control_points
+
+    cfg = setup_cfg(args.config_file, args.opts)
+    obj = cfg.MODEL.HANDOBJ.OBJECT
+    field = synthetic_voting_field(
+        args.num_objects, cfg.MODEL.HANDOBJ.POOLER_RESOLUTION, np.random.default_rng(0)
+    )
+    times = []
+    for i in range(args.warmup + args.repeats):
+        start = time.perf_counter()
+        votes, vote_confidence, valid = vote_control_points(
+            field["coords"],
+            field["confidence"],
+            field["object_boxes"],
+            obj.VOTE_TOPK,
+            obj.VOTE_CONF_THRESH,
+        )
+        control_point_estimates(votes, vote_confidence, valid)
+        R, t, ok = solve_pnp(
+            votes,
+            valid,
+            field["points3d"],
+            field["K"],
+            obj.MIN_PNP_POINTS,
+            obj.PNP_REPROJ_ERROR,
+            obj.PNP_ITERATIONS,
+        )
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    cos = (np.einsum("nij,nij->n", R, field["R"]) - 1) / 2
+    return {
+        "num_objects": args.num_objects,
+        "repeats": len(times),
+        "ms_per_object": 1000 * float(np.mean(times)) / args.num_objects,
+        "solved": int(ok.sum()),
+        "max_translation_error_mm": 1000 * float(np.abs(t - field["t"]).max()),
+        "max_rotation_error_deg": float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max()),
     }

@@ -44,13 +44,18 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.HAND.HOURGLASS_STACKS = 1
     _C.MODEL.HANDOBJ.HAND.HOURGLASS_DEPTH = 4
     _C.MODEL.HANDOBJ.HAND.HOURGLASS_PLANES = 128
-    # Width of the mesh-regression residual encoder and its FC layers (released code).
+    # Width of the mesh-regression residual encoder and its hidden FC layers (released code:
+    # the flattened 2x2 map of MESH_CHANNELS, 1024 values, -> 1024 -> 512).
     _C.MODEL.HANDOBJ.HAND.MESH_CHANNELS = 256
-    _C.MODEL.HANDOBJ.HAND.MESH_FC_DIMS = [1024, 1024, 512]
+    _C.MODEL.HANDOBJ.HAND.MESH_FC_DIMS = [1024, 512]
+    # joints2d_conf: heatmap probability within this many heatmap cells of the 2D joint.
+    _C.MODEL.HANDOBJ.HAND.CONFIDENCE_RADIUS = 1.5
 
     _C.MODEL.HANDOBJ.OBJECT = CN()
     _C.MODEL.HANDOBJ.OBJECT.NUM_CONV_BLOCKS = 3
     _C.MODEL.HANDOBJ.OBJECT.NUM_CONTROL_POINTS = 21
+    # A cell's prediction = its centre + OFFSET_SCALE x the predicted offset, in object-box units.
+    _C.MODEL.HANDOBJ.OBJECT.OFFSET_SCALE = 0.1
     # Voting: per control point the TOPK most confident cells above CONF_THRESH feed PnP.
     _C.MODEL.HANDOBJ.OBJECT.VOTE_TOPK = 10
     _C.MODEL.HANDOBJ.OBJECT.VOTE_CONF_THRESH = 0.5

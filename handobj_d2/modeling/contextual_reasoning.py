@@ -1,0 +1,137 @@
+"""Contextual reasoning (CR): object features attend to the hand-object intersection.
+
+Both variants take ``query`` (object ROI features) and ``key`` (intersection ROI features),
+each (N, C, R, R), and return enhanced object features of the same shape. The intersection
+features are zero where the hand and object boxes do not intersect.
+
+* "nonlocal" (supplement): a non-local block. 1x1 convs reduce query and key to
+  ``REDUCED_CHANNELS``; their (R*R) x (R*R) similarity, softmax-normalised, is the synergy map;
+  it mixes a third 1x1 embedding of the key, lifted back to C channels by a 1x1 conv + BN
+  (zero-initialised, so the block starts as the identity) and added to the query.
+* "transformer" (released code): 1x1 conv query/key/value at C channels, scaled dot-product
+  attention with ``NUM_HEADS`` heads added to the query, then LayerNorm + MLP (GELU) residual;
+  ``DEPTH`` such blocks.
+* "none": the object features unchanged (ablation).
+"""
+
+from detectron2.utils.registry import Registry
+from torch import nn
+from torch.nn import functional as F
+
+CONTEXTUAL_REASONING_REGISTRY = Registry("CONTEXTUAL_REASONING")
+CONTEXTUAL_REASONING_REGISTRY.__doc__ = """
+Builders of contextual reasoning modules, ``build(cfg, channels) -> nn.Module`` (registered
+with ``register_as``); the module's ``forward(query, key)`` maps
+object (query) and intersection (key) features (N, C, R, R) to (N, C, R, R).
+"""
+
+
+def register_as(name):
+    """Class decorator registering ``cls(cfg, channels)`` under ``name`` (the config value,
+    which need not be a Python identifier: "nonlocal" is a keyword)."""
+
+    def decorator(cls):
+        def build(cfg, channels):
+            return cls(cfg, channels)
+
+        build.__name__ = name
+        CONTEXTUAL_REASONING_REGISTRY.register(build)
+        return cls
+
+    return decorator
+
+
+def build_contextual_reasoning(cfg, channels):
+    """The CR module named by MODEL.HANDOBJ.CR.NAME for features with ``channels`` channels."""
+    return CONTEXTUAL_REASONING_REGISTRY.get(cfg.MODEL.HANDOBJ.CR.NAME)(cfg, channels)
+
+
+def _flatten(x):
+    """(N, C, H, W) -> (N, H*W, C)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+@register_as("nonlocal")
+class NonLocalCR(nn.Module):
+    def __init__(self, cfg, channels):
+        super().__init__()
+        reduced = cfg.MODEL.HANDOBJ.CR.REDUCED_CHANNELS
+        self.reduce_query = nn.Conv2d(channels, reduced, 1)
+        self.reduce_key = nn.Conv2d(channels, reduced, 1)
+        self.embed_key = nn.Conv2d(channels, reduced, 1)
+        self.lift = nn.Sequential(nn.Conv2d(reduced, channels, 1), nn.BatchNorm2d(channels))
+        nn.init.zeros_(self.lift[1].weight)
+        nn.init.zeros_(self.lift[1].bias)
+
+    def synergy(self, query, key):
+        """Softmax-normalised similarity of every query cell to every key cell (N, R*R, R*R)."""
+        similarity = _flatten(self.reduce_query(query)) @ self.reduce_key(key).flatten(2)
+        return similarity.softmax(-1)
+
+    def forward(self, query, key):
+        mixed = self.synergy(query, key) @ _flatten(self.embed_key(key))  # (N, R*R, reduced)
+        mixed = mixed.transpose(1, 2).reshape(query.shape[0], -1, *query.shape[2:])
+        return query + self.lift(mixed)
+
+
+class _AttentionBlock(nn.Module):
+    """Cross-attention of query cells to key cells, then a LayerNorm + MLP, both residual."""
+
+    def __init__(self, channels, num_heads, mlp_ratio):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(
+                f"MODEL.HANDOBJ.CR.NUM_HEADS={num_heads} must divide the {channels} channels"
+            )
+        self.num_heads = num_heads
+        self.encode_query = nn.Conv2d(channels, channels, 1)
+        self.encode_key = nn.Conv2d(channels, channels, 1)
+        self.encode_value = nn.Conv2d(channels, channels, 1)
+        self.norm = nn.LayerNorm(channels)
+        hidden = int(channels * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels)
+        )
+        for layer in (self.mlp[0], self.mlp[2]):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.normal_(layer.bias, std=1e-6)
+
+    def _heads(self, x):
+        """(N, C, H, W) -> (N, heads, H*W, C / heads)."""
+        n, c = x.shape[:2]
+        return x.reshape(n, self.num_heads, c // self.num_heads, -1).transpose(2, 3)
+
+    def forward(self, query, key):
+        n, c, h, w = query.shape
+        attended = F.scaled_dot_product_attention(
+            self._heads(self.encode_query(query)),
+            self._heads(self.encode_key(key)),
+            self._heads(self.encode_value(key)),
+        )  # (N, heads, H*W, C / heads)
+        x = _flatten(query) + attended.transpose(1, 2).reshape(n, h * w, c)
+        x = x + self.mlp(self.norm(x))
+        return x.transpose(1, 2).reshape(n, c, h, w)
+
+
+@register_as("transformer")
+class TransformerCR(nn.Module):
+    def __init__(self, cfg, channels):
+        super().__init__()
+        cr = cfg.MODEL.HANDOBJ.CR
+        self.blocks = nn.ModuleList(
+            _AttentionBlock(channels, cr.NUM_HEADS, cr.MLP_RATIO) for _ in range(cr.DEPTH)
+        )
+
+    def forward(self, query, key):
+        for block in self.blocks:
+            query = block(query, key)
+        return query
+
+
+@register_as("none")
+class NoCR(nn.Module):
+    def __init__(self, cfg, channels):
+        super().__init__()
+
+    def forward(self, query, key):
+        return query

@@ -1,0 +1,92 @@
+"""Losses of the pose heads (weights in MODEL.HANDOBJ.LOSS).
+
+Every loss is a mean over the samples that carry its label: a per-sample loss (the mean over the
+sample's elements, as ``F.mse_loss`` / ``F.l1_loss`` take it) is multiplied by the sample's
+weight (SEMI.PSEUDO_LOSS_WEIGHT for pseudo-labels, else 1) and divided by the number of
+labelled samples. A batch without the label gives a zero loss that keeps the graph.
+"""
+
+import torch
+
+from ..geometry import axis_angle_to_matrix
+
+
+def labelled_mean(per_sample, weights):
+    """Sum of ``weights * per_sample`` over the (N,) samples divided by the number of samples
+    with a non-zero weight (at least 1)."""
+    return (per_sample * weights).sum() / (weights > 0).sum().clamp_min(1)
+
+
+def _mse(pred, target):
+    """Per-sample mean squared error of (N, ...) tensors -> (N,)."""
+    return (pred - target).square().flatten(1).mean(1)
+
+
+def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
+    """Losses of the hand decoder.
+
+    Args:
+        pred: the HandHead outputs (``joints2d`` list per stack, ``rotmats``, ``mano_shape``,
+            ``vertices``, ``joints3d``).
+        gt: dict of tensors over the N samples: ``joints2d`` (N, J, 2) normalised to the hand
+            box, ``joints3d`` (N, J, 3) metres root-relative, ``mano_pose`` (N, 48),
+            ``mano_shape`` (N, 10), and bool masks ``has_hand``, ``has_joints3d``, ``has_mano``.
+        weights: (N,) per-sample loss weights.
+        loss_cfg: MODEL.HANDOBJ.LOSS.
+        hand_layer: the model's HandLayer (ground-truth vertices from ground-truth MANO).
+
+    With MANO labels: 2D joints, vertices, 3D joints, pose rotation matrices and shape. With
+    3D joints only (pseudo-labels): 2D joints, 3D joints and regularisers pulling the shape to
+    the mean and the finger rotations to the flat hand (identity).
+    """
+    has_hand = gt["has_hand"].float()
+    has_mano = gt["has_mano"].float() * has_hand
+    joints_only = gt["has_joints3d"].float() * (1 - has_mano) * has_hand
+    joints2d = torch.stack([_mse(j, gt["joints2d"]) for j in pred["joints2d"]]).mean(0)
+    with torch.no_grad():
+        gt_rotmats = axis_angle_to_matrix(gt["mano_pose"].view(-1, 16, 3))
+        gt_vertices, gt_mano_joints = hand_layer.forward_rotmats(gt_rotmats, gt["mano_shape"])
+        has_joints3d = gt["has_joints3d"].view(-1, 1, 1)
+        gt_joints3d = torch.where(has_joints3d, gt["joints3d"], gt_mano_joints)
+    joints3d_weights = loss_cfg.JOINTS3D * has_mano + loss_cfg.PSEUDO_JOINTS3D * joints_only
+    eye = torch.eye(3, dtype=pred["rotmats"].dtype, device=pred["rotmats"].device)
+    return {
+        "loss_joints2d": loss_cfg.JOINTS2D * labelled_mean(joints2d, weights * has_hand),
+        "loss_vertices3d": loss_cfg.VERTICES3D
+        * labelled_mean(_mse(pred["vertices"], gt_vertices), weights * has_mano),
+        "loss_joints3d": labelled_mean(
+            _mse(pred["joints3d"], gt_joints3d), weights * joints3d_weights
+        ),
+        "loss_mano_pose": loss_cfg.MANO_POSE
+        * labelled_mean(_mse(pred["rotmats"], gt_rotmats), weights * has_mano),
+        "loss_mano_shape": loss_cfg.MANO_SHAPE
+        * labelled_mean(_mse(pred["mano_shape"], gt["mano_shape"]), weights * has_mano),
+        "loss_shape_regularizer": loss_cfg.SHAPE_REGULARIZER
+        * labelled_mean(pred["mano_shape"].square().mean(1), weights * joints_only),
+        "loss_pose_regularizer": loss_cfg.POSE_REGULARIZER
+        * labelled_mean(_mse(pred["rotmats"][:, 1:], eye), weights * joints_only),
+    }
+
+
+def object_losses(pred, gt_points, masks, weights, loss_cfg):
+    """Losses of the object decoder.
+
+    Args:
+        pred: ObjectHead outputs ``coords`` (N, P, R, R, 2) and ``confidence`` (N, P, R, R).
+        gt_points: (N, P, 2) control points normalised to the object box.
+        masks: (N, R, R) bool, the object's mask pooled to the object box grid.
+        weights: (N,) per-sample weights, 0 for samples without an object pose.
+
+    Coordinates: L1 (|dx| + |dy|) inside the mask, averaged over all cells and points.
+    Confidence: L1 to exp(-||pred - gt||) inside the mask (no gradient) and to 0 outside.
+    """
+    inside = masks[:, None, :, :, None].to(pred["coords"].dtype)
+    error = (pred["coords"] - gt_points[:, :, None, None]) * inside
+    with torch.no_grad():
+        conf_target = torch.exp(-error.norm(dim=-1)) * inside[..., 0]
+    conf_error = (pred["confidence"] - conf_target).abs().flatten(1).mean(1)
+    return {
+        "loss_object_coords": loss_cfg.OBJECT_COORDS
+        * labelled_mean(error.abs().sum(-1).flatten(1).mean(1), weights),
+        "loss_object_confidence": loss_cfg.OBJECT_CONFIDENCE * labelled_mean(conf_error, weights),
+    }

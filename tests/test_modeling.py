@@ -1,0 +1,380 @@
+"""HandObjectRCNN on the tiny config: output format, gradients, losses, overfitting, both ways
+of getting boxes at inference."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import CfgNode
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+from model_inputs import FIXTURE_MANO, make_sample
+from torch import nn
+
+from handobj_d2.engine import setup_cfg
+from handobj_d2.geometry import axis_angle_to_matrix
+from handobj_d2.mano import HandLayer
+from handobj_d2.modeling import select_hand_object_pair
+from handobj_d2.modeling.hand_head import HeatmapHead, heatmap_confidence
+from handobj_d2.modeling.losses import labelled_mean, object_losses
+
+TINY = "configs/synthetic/handobj_tiny.yaml"
+POSE_LOSSES = (
+    "loss_joints2d",
+    "loss_vertices3d",
+    "loss_joints3d",
+    "loss_mano_pose",
+    "loss_mano_shape",
+    "loss_shape_regularizer",
+    "loss_pose_regularizer",
+    "loss_object_coords",
+    "loss_object_confidence",
+)
+
+
+def tiny_cfg(*opts):
+    return setup_cfg(TINY, ["MODEL.MANO.MODEL_PATH", FIXTURE_MANO, *opts])
+
+
+def tiny_model(*opts, seed=0):
+    torch.manual_seed(seed)
+    return build_model(tiny_cfg(*opts))
+
+
+@pytest.fixture(scope="module")
+def hand_layer():
+    return HandLayer(FIXTURE_MANO)
+
+
+def _without_hand_labels(sample, keep_joints3d=False):
+    sample = copy.deepcopy(sample)
+    sample["hand"]["has_mano"] = False
+    sample["hand"]["has_joints3d"] = keep_joints3d
+    del sample["hand"]["mano_pose"], sample["hand"]["mano_shape"]
+    return sample
+
+
+def _train_losses(model, batch):
+    with EventStorage(0):
+        return model(batch)
+
+
+def _batchnorm_eval(model):
+    """Training mode with BatchNorm on running statistics: a sample's losses then do not depend
+    on the other samples of the batch."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+
+
+def test_given_box_inference_on_two_images_of_different_sizes(hand_layer):
+    model = tiny_model().eval()
+    rng = np.random.default_rng(0)
+    a = make_sample(hand_layer, rng, 128, 128, "a")
+    b = make_sample(hand_layer, rng, 96, 112, "b")
+    # b is a crop of a 300 x 250 original: input = 0.5 * original - (20, 15).
+    b["image_to_input"] = np.array([[0.5, 0, -20], [0, 0.5, -15], [0, 0, 1]], np.float32)
+    b["height"], b["width"] = 250, 300
+    for x in (a, b):
+        x["hand_box"], x["object_box"] = x["hand"].pop("box"), x["object"].pop("box")
+    with torch.no_grad():
+        outputs = model([a, b])
+    assert len(outputs) == 2
+    shapes = {
+        "hand_scores": (1,),
+        "object_scores": (1,),
+        "joints2d": (1, 21, 2),
+        "joints2d_conf": (1, 21),
+        "mano_pose": (1, 48),
+        "mano_shape": (1, 10),
+        "joints3d": (1, 21, 3),
+        "vertices": (1, 778, 3),
+        "control_points2d": (1, 21, 2),
+        "control_points_conf": (1, 21),
+        "object_R": (1, 3, 3),
+        "object_t": (1, 3),
+        "object_pose_valid": (1,),
+    }
+    for out, x, scale, offset in ((outputs[0], a, 1.0, [0, 0]), (outputs[1], b, 2.0, [20, 15])):
+        ho = out["hand_object"]
+        assert ho.image_size == (x["height"], x["width"])
+        assert set(ho.get_fields()) == set(shapes) | {"hand_boxes", "object_boxes"}
+        for name, shape in shapes.items():
+            assert tuple(ho.get(name).shape) == shape, name
+            assert torch.isfinite(ho.get(name).float()).all(), name
+        assert ho.object_pose_valid.dtype == torch.bool
+        # 2D back in original pixels: the inverse of image_to_input, by hand.
+        offset4 = np.tile(offset, 2)
+        hand_box = (np.asarray(x["hand_box"]) + offset4) * scale
+        object_box = (np.asarray(x["object_box"]) + offset4) * scale
+        np.testing.assert_allclose(ho.hand_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(ho.object_boxes.tensor[0], object_box, rtol=1e-5, atol=1e-3)
+        joints = ho.joints2d[0].numpy()
+        assert (joints >= hand_box[:2] - 1e-3).all() and (joints <= hand_box[2:] + 1e-3).all()
+        assert ((ho.joints2d_conf >= 0) & (ho.joints2d_conf <= 1)).all()
+        assert ((ho.control_points_conf >= 0) & (ho.control_points_conf <= 1)).all()
+        # The reported MANO parameters give the reported mesh: wrist at 0, metres.
+        vertices, joints3d = hand_layer(ho.mano_pose, ho.mano_shape)
+        torch.testing.assert_close(joints3d, ho.joints3d, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(vertices, ho.vertices, atol=1e-5, rtol=1e-4)
+        assert ho.joints3d[0, 0].abs().max() < 1e-6
+        det = out["instances"]
+        assert det.pred_classes.tolist() == [0, 1] and det.scores.tolist() == [1.0, 1.0]
+        np.testing.assert_allclose(det.pred_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
+
+
+def test_detected_box_inference_pairs_the_best_hand_with_its_object():
+    model = tiny_model(
+        "MODEL.HANDOBJ.INFERENCE_BOXES",
+        "detected",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+        0.0,
+        "MODEL.HANDOBJ.DETECTION_SCORE_THRESH",
+        0.0,
+    ).eval()
+    image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        (out,) = model([{"image": image, "height": 96, "width": 128}])
+    det, ho = out["instances"], out["hand_object"]
+    hands, objects = det[det.pred_classes == 0], det[det.pred_classes == 1]
+    assert len(hands) and len(objects)  # random weights, no score threshold
+    assert len(ho) == 1
+    best_hand = int(hands.scores.argmax())
+    torch.testing.assert_close(ho.hand_boxes.tensor[0], hands.pred_boxes.tensor[best_hand])
+    torch.testing.assert_close(ho.hand_scores[0], hands.scores[best_hand])
+    # The object with the largest IoU with that hand, computed here by hand.
+    h = hands.pred_boxes.tensor[best_hand].numpy()
+    ious = []
+    for o in objects.pred_boxes.tensor.numpy():
+        w = max(0.0, min(h[2], o[2]) - max(h[0], o[0]))
+        ht = max(0.0, min(h[3], o[3]) - max(h[1], o[1]))
+        inter = w * ht
+        area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+        ious.append(inter / (area(h) + area(o) - inter))
+    assert ho.object_boxes.tensor[0].tolist() in [
+        objects.pred_boxes.tensor[i].tolist() for i in np.flatnonzero(np.isclose(ious, max(ious)))
+    ]
+    assert not ho.object_pose_valid.any()  # no intrinsics given: no PnP
+
+
+def _detections(boxes, scores, classes):
+    return Instances(
+        (100, 100),
+        pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
+        scores=torch.tensor(scores),
+        pred_classes=torch.tensor(classes),
+    )
+
+
+def test_pair_selection_rules():
+    detections = _detections(
+        [
+            [0, 0, 20, 20],  # hand, 0.9
+            [50, 50, 70, 70],  # hand, 0.95: the best hand
+            [60, 50, 80, 70],  # object, IoU 1/3 with the best hand, 0.3
+            [40, 50, 60, 70],  # object, IoU 1/3, 0.6: wins the tie on score
+            [0, 0, 20, 21],  # object, IoU 0 with the best hand, 0.99
+        ],
+        [0.9, 0.95, 0.3, 0.6, 0.99],
+        [0, 0, 1, 1, 1],
+    )
+    pair = select_hand_object_pair(detections, 0.05)
+    assert len(pair) == 1
+    assert pair.hand_boxes.tensor[0].tolist() == [50, 50, 70, 70]
+    assert pair.object_boxes.tensor[0].tolist() == [40, 50, 60, 70]
+    assert math.isclose(float(pair.object_scores[0]), 0.6, rel_tol=1e-6)
+    # Objects below the score threshold do not count; with none left there is no pair.
+    pair = select_hand_object_pair(detections, 0.7)
+    assert pair.object_boxes.tensor[0].tolist() == [0, 0, 20, 21]
+    assert len(select_hand_object_pair(detections, 0.999)) == 0
+
+
+def test_given_mode_without_boxes_is_a_clear_error():
+    model = tiny_model().eval()
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="hand_box.*detected"):
+        model([{"image": image, "image_id": "frame7"}])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def test_backward_reaches_every_head(hand_layer):
+    model = tiny_model().train()
+    rng = np.random.default_rng(1)
+    batch = [make_sample(hand_layer, rng, 96, 96, str(i)) for i in range(2)]
+    losses = _train_losses(model, batch)
+    assert {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"} <= set(losses)
+    assert set(POSE_LOSSES) <= set(losses)
+    for name, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), name
+    sum(losses.values()).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+    heads = model.roi_heads
+    for module in (
+        model.backbone.bottom_up,
+        model.backbone,
+        model.proposal_generator,
+        heads.box_head,
+        heads.box_predictor,
+        heads.contextual_reasoning,
+        heads.hand_head.heatmap_head,
+        heads.hand_head.mesh_head,
+        heads.object_head,
+    ):
+        assert sum(p.grad.abs().sum() for p in module.parameters()) > 0, type(module).__name__
+
+
+def test_labels_a_sample_lacks_give_no_loss(hand_layer):
+    model = _batchnorm_eval(tiny_model())
+    rng = np.random.default_rng(2)
+    full = make_sample(hand_layer, rng, 96, 96, "full")
+    bare = _without_hand_labels(make_sample(hand_layer, rng, 96, 96, "bare"))
+    bare["object"]["has_pose"] = False
+    alone = _train_losses(model, [full])
+    mixed = _train_losses(model, [full, bare])
+    # The bare sample adds nothing to the MANO and object losses: the means stay those of
+    # the labelled sample (its 2D joints still count).
+    for name in (
+        "loss_vertices3d",
+        "loss_joints3d",
+        "loss_mano_pose",
+        "loss_mano_shape",
+        "loss_object_coords",
+        "loss_object_confidence",
+    ):
+        torch.testing.assert_close(mixed[name], alone[name], rtol=1e-4, atol=1e-6)
+    assert not torch.isclose(mixed["loss_joints2d"], alone["loss_joints2d"])
+    bare_only = _train_losses(model, [bare])
+    for name in POSE_LOSSES[1:]:
+        assert bare_only[name] == 0, name
+    # A sample with neither hand nor object: every pose loss is zero, backward still runs.
+    empty = {k: v for k, v in bare.items() if k not in ("hand", "object")}
+    losses = _train_losses(model, [empty])
+    assert all(losses[name] == 0 for name in POSE_LOSSES)
+    sum(losses.values()).backward()
+
+
+def test_pseudo_labels_use_joints_and_regularisers_scaled_by_their_weight(hand_layer):
+    model = _batchnorm_eval(tiny_model())
+    rng = np.random.default_rng(3)
+    pseudo = _without_hand_labels(make_sample(hand_layer, rng, 96, 96, "p"), keep_joints3d=True)
+    pseudo["object"]["has_pose"] = False
+    pseudo["is_pseudo_label"] = True
+    losses = _train_losses(model, [pseudo])
+    for name in ("loss_vertices3d", "loss_mano_pose", "loss_mano_shape", "loss_object_coords"):
+        assert losses[name] == 0, name
+    for name in (
+        "loss_joints2d",
+        "loss_joints3d",
+        "loss_shape_regularizer",
+        "loss_pose_regularizer",
+    ):
+        assert losses[name] > 0, name
+    # The pose regulariser pulls the 15 finger rotations to the identity (flat hand).
+    half = _batchnorm_eval(tiny_model("SEMI.PSEUDO_LOSS_WEIGHT", 0.5))
+    half.load_state_dict(model.state_dict())
+    half_losses = _train_losses(half, [pseudo])
+    for name in POSE_LOSSES:
+        torch.testing.assert_close(half_losses[name], 0.5 * losses[name], rtol=1e-4, atol=1e-8)
+
+
+def test_single_batch_overfits(hand_layer):
+    model = tiny_model().train()
+    rng = np.random.default_rng(4)
+    batch = [make_sample(hand_layer, rng, 64, 64, str(i)) for i in range(2)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    totals = []
+    with EventStorage(0):
+        for _ in range(180):
+            total = sum(model(batch).values())
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            totals.append(total.item())
+    assert np.isfinite(totals).all()
+    assert np.mean(totals[-10:]) <= totals[0] / 10, (totals[0], totals[-10:])
+
+
+def test_bad_label_shape_names_the_field(hand_layer):
+    model = tiny_model().train()
+    sample = make_sample(hand_layer, np.random.default_rng(5), 64, 64, "bad")
+    sample["hand"]["joints2d"] = np.zeros((20, 2))
+    with pytest.raises(ValueError, match="'bad'.*joints2d.*\\(21, 2\\)"):
+        _train_losses(model, [sample])
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces with closed-form answers
+
+
+def test_soft_argmax_and_joint_confidence():
+    head = HeatmapHead(8, 2, 4, 1, 1, 32)
+    latents = torch.zeros(1, 2, 32, 32)
+    latents[0, 0, 5, 9] = 60.0  # all the mass on row 5, column 9
+    heatmaps, joints = head.soft_argmax(latents)
+    torch.testing.assert_close(joints[0, 0], torch.tensor([9.5 / 32, 5.5 / 32]))
+    torch.testing.assert_close(joints[0, 1], torch.tensor([0.5, 0.5]))  # uniform: the centre
+    conf = heatmap_confidence(heatmaps, joints, radius=1.5)
+    torch.testing.assert_close(conf[0, 0], torch.tensor(1.0))
+    # Uniform map, joint on the corner of 4 cells: only those 4 cell centres (0.71 cells away)
+    # lie within 1.5 cells; the next ones are sqrt(0.5^2 + 1.5^2) = 1.58 away.
+    torch.testing.assert_close(conf[0, 1], torch.tensor(4 / 1024))
+    # A larger inverse temperature sharpens the map.
+    with torch.no_grad():
+        head.inverse_temperature.fill_(2.0)
+    latents[0, 1, 3, 3] = 3.0
+    sharper, _ = head.soft_argmax(latents)
+    assert sharper[0, 1, 3, 3] > heatmaps[0, 1, 3, 3]
+
+
+def test_object_loss_closed_form():
+    weights = CfgNode({"OBJECT_COORDS": 500.0, "OBJECT_CONFIDENCE": 100.0})
+    gt = torch.tensor([[[0.25, 0.75]]])  # 1 sample, 1 control point
+    coords = gt[:, :, None, None].expand(1, 1, 2, 2, 2).clone()
+    coords[0, 0, 0, 1] += torch.tensor([0.3, -0.4])  # the masked cell is 0.5 off
+    mask = torch.tensor([[[False, True], [False, False]]])
+    confidence = torch.zeros(1, 1, 2, 2)
+    losses = object_losses(
+        {"coords": coords, "confidence": confidence}, gt, mask, torch.ones(1), weights
+    )
+    # |dx| + |dy| = 0.7 in 1 of 4 cells; confidence target exp(-0.5) there, 0 elsewhere.
+    torch.testing.assert_close(losses["loss_object_coords"], torch.tensor(500 * 0.7 / 4))
+    torch.testing.assert_close(
+        losses["loss_object_confidence"], torch.tensor(100 * math.exp(-0.5) / 4)
+    )
+    no_pose = object_losses(
+        {"coords": coords, "confidence": confidence}, gt, mask, torch.zeros(1), weights
+    )
+    assert no_pose["loss_object_coords"] == 0 and no_pose["loss_object_confidence"] == 0
+
+
+def test_labelled_mean_counts_only_labelled_samples():
+    per_sample = torch.tensor([1.0, 3.0, 100.0])
+    torch.testing.assert_close(
+        labelled_mean(per_sample, torch.tensor([1.0, 0.5, 0.0])), torch.tensor(1.25)
+    )
+    assert labelled_mean(per_sample, torch.zeros(3)) == 0
+
+
+def test_mesh_head_starts_near_the_flat_hand(hand_layer):
+    head = tiny_model().roi_heads.hand_head
+    with torch.no_grad():
+        out = head(torch.randn(2, 32, 32, 32))
+    eye = torch.eye(3).expand(2, 16, 3, 3)
+    assert (out["rotmats"] - eye).abs().max() < 0.1
+    flat_vertices, _ = hand_layer(torch.zeros(2, 48), torch.zeros(2, 10))
+    assert (out["vertices"] - flat_vertices).norm(dim=-1).max() < 0.02  # metres
+    assert axis_angle_to_matrix(torch.zeros(1, 3)).allclose(torch.eye(3))
