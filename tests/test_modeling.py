@@ -166,6 +166,18 @@ def test_detected_box_inference_pairs_the_best_hand_with_its_object():
     assert not ho.object_pose_valid.any()  # no intrinsics given: no PnP
 
 
+def test_no_confident_pair_gives_empty_rows():
+    model = tiny_model(
+        "MODEL.HANDOBJ.INFERENCE_BOXES", "detected", "MODEL.HANDOBJ.DETECTION_SCORE_THRESH", 1.1
+    ).eval()
+    image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
+    with torch.no_grad():
+        (out,) = model([{"image": image, "camera_K": np.eye(3)}])
+    ho = out["hand_object"]
+    assert len(ho) == 0 and len(out["instances"]) > 0
+    assert ho.vertices.shape == (0, 778, 3) and ho.object_pose_valid.shape == (0,)
+
+
 def _detections(boxes, scores, classes):
     return Instances(
         (100, 100),

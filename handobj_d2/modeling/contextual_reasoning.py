@@ -69,8 +69,9 @@ class NonLocalCR(nn.Module):
         return similarity.softmax(-1)
 
     def forward(self, query, key):
+        n, _, h, w = query.shape
         mixed = self.synergy(query, key) @ _flatten(self.embed_key(key))  # (N, R*R, reduced)
-        mixed = mixed.transpose(1, 2).reshape(query.shape[0], -1, *query.shape[2:])
+        mixed = mixed.transpose(1, 2).reshape(n, mixed.shape[-1], h, w)
         return query + self.lift(mixed)
 
 
@@ -98,8 +99,8 @@ class _AttentionBlock(nn.Module):
 
     def _heads(self, x):
         """(N, C, H, W) -> (N, heads, H*W, C / heads)."""
-        n, c = x.shape[:2]
-        return x.reshape(n, self.num_heads, c // self.num_heads, -1).transpose(2, 3)
+        n, c, h, w = x.shape
+        return x.reshape(n, self.num_heads, c // self.num_heads, h * w).transpose(2, 3)
 
     def forward(self, query, key):
         n, c, h, w = query.shape

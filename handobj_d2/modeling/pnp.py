@@ -23,9 +23,8 @@ def vote_control_points(coords, confidence, object_boxes, topk, conf_thresh):
     Returns:
         votes (N, P, K, 2) pixels, vote_confidence (N, P, K) (descending), valid (N, P, K) bool.
     """
-    n, p = confidence.shape[:2]
-    vote_confidence, index = confidence.reshape(n, p, -1).topk(topk, dim=-1)
-    picked = coords.reshape(n, p, -1, 2).gather(2, index[..., None].expand(-1, -1, -1, 2))
+    vote_confidence, index = confidence.flatten(2).topk(topk, dim=-1)
+    picked = coords.flatten(2, 3).gather(2, index[..., None].expand(-1, -1, -1, 2))
     origin = object_boxes[:, None, None, :2]
     size = (object_boxes[:, 2:] - object_boxes[:, :2])[:, None, None]
     return origin + picked * size, vote_confidence, vote_confidence > conf_thresh

@@ -151,11 +151,12 @@ class HandObjectROIHeads(StandardROIHeads):
         x = [features[self.pose_in_feature]]
         hand_boxes = [p.hand_boxes for p in pairs]
         object_boxes = [p.object_boxes for p in pairs]
-        inter, valid = intersection_box(
-            cat([b.tensor for b in hand_boxes]), cat([b.tensor for b in object_boxes])
-        )
+        hand_tensor = cat([b.tensor for b in hand_boxes])
+        inter, valid = intersection_box(hand_tensor, cat([b.tensor for b in object_boxes]))
         if pairs[0].has("has_hand"):  # training pairs may lack a hand or an object
             valid = valid & cat([p.has_hand & p.has_object for p in pairs])
+        # Empty intersections pool a valid stand-in box; their features are zeroed below.
+        inter = torch.where(valid[:, None], inter, hand_tensor)
         inter_boxes = list(map(Boxes, inter.split([len(p) for p in pairs])))
         hand = self.pose_pooler(x, hand_boxes)
         obj = self.pose_pooler(x, object_boxes)
