@@ -1,6 +1,7 @@
 """Benchmark tasks behind ``tools/benchmark.py``. Each task is a function registered in
 ``TASKS`` that takes the parsed arguments and returns a JSON-serialisable dict; ``main`` prints
 it. Tasks add their own options in ``add_arguments``."""
+
 import argparse
 import json
 
@@ -154,9 +155,10 @@ def inference_benchmark(args):
     }
 
 
-def synthetic_voting_field(num_objects, resolution, rng):
-    """Exact object-head predictions for random object poses: every cell predicts every control
-    point exactly (confidences random in [0, 1]). Returns a dict of torch tensors ``coords``
+def synthetic_voting_field(num_objects, resolution, image_size, rng):
+    """Exact object-head predictions for random object poses seen by a camera with a
+    ``image_size`` square image: every cell predicts every control point exactly (confidences
+    random in [0, 1]). Returns a dict of torch tensors ``coords``
     (N, 21, R, R, 2) box-normalised, ``confidence`` (N, 21, R, R), ``object_boxes`` (N, 4) px,
     and numpy ``points3d`` (N, 21, 3) m, ``K`` (N, 3, 3), ``R`` (N, 3, 3), ``t`` (N, 3) m."""
     import cv2
@@ -165,7 +167,9 @@ def synthetic_voting_field(num_objects, resolution, rng):
 
     from .geometry import box_control_points, project_points
 
-    K = np.array([[600.0, 0, 256], [0, 600.0, 256], [0, 0, 1]])
+    K = np.array(
+        [[1.2 * image_size, 0, image_size / 2], [0, 1.2 * image_size, image_size / 2], [0, 0, 1]]
+    )
     points3d, rotations, translations, boxes, normalised = [], [], [], [], []
     for _ in range(num_objects):
         extent = rng.uniform(0.02, 0.1, 3)
@@ -197,7 +201,8 @@ def synthetic_voting_field(num_objects, resolution, rng):
 @register_task("pnp")
 def pnp_benchmark(args):
     """Voting + PnP-RANSAC (EPnP) on exact synthetic cell predictions for ``--num-objects``
-    objects at the config's voting settings; mean over ``--repeats`` after ``--warmup``."""
+    objects (``--image-size`` camera) at the config's voting settings; mean over ``--repeats``
+    after ``--warmup``."""
     import time
 
     import numpy as np
@@ -208,7 +213,10 @@ def pnp_benchmark(args):
     cfg = setup_cfg(args.config_file, args.opts)
     obj = cfg.MODEL.HANDOBJ.OBJECT
     field = synthetic_voting_field(
-        args.num_objects, cfg.MODEL.HANDOBJ.POOLER_RESOLUTION, np.random.default_rng(0)
+        args.num_objects,
+        cfg.MODEL.HANDOBJ.POOLER_RESOLUTION,
+        args.image_size,
+        np.random.default_rng(0),
     )
     times = []
     for i in range(args.warmup + args.repeats):
@@ -234,6 +242,8 @@ def pnp_benchmark(args):
             times.append(time.perf_counter() - start)
     cos = (np.einsum("nij,nij->n", R, field["R"]) - 1) / 2
     return {
+        "config_file": args.config_file,
+        "image_size": args.image_size,
         "num_objects": args.num_objects,
         "repeats": len(times),
         "ms_per_object": 1000 * float(np.mean(times)) / args.num_objects,
