@@ -221,6 +221,16 @@ def square_box(box, scale=1.0):
     return np.concatenate([centre - half, centre + half])
 
 
+def crop_matrix(box, crop_size, scale=1.0):
+    """Homogeneous affine (3, 3) taking original pixels to the pixels of a ``crop_size`` x
+    ``crop_size`` square crop of ``square_box(box, scale)`` (scale + translation only, so
+    ``crop_matrix @ K`` is the crop's pinhole intrinsics)."""
+    x1, y1, x2, _ = square_box(box, scale)
+    side = max(x2 - x1, 1e-6)
+    s = crop_size / side
+    return np.array([[s, 0.0, -s * x1], [0.0, s, -s * y1], [0.0, 0.0, 1.0]])
+
+
 # ----------------------------------------------------------------------------------------------
 # Object control points
 
