@@ -163,6 +163,13 @@ def backproject_points(pixels, depth, K):
     return rays * np.asarray(depth, dtype=np.float64)[:, None]
 
 
+def default_intrinsics(width, height):
+    """Camera matrix (3, 3) px assumed for images without intrinsics: focal = the longer image
+    side in pixels (about a 53-degree field of view), principal point at the image centre."""
+    focal = float(max(width, height))
+    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+
+
 def estimate_root_translation(joints2d, joints3d, K):
     """Camera-frame position of a root-relative 3D skeleton that best explains its 2D joints.
 

@@ -26,6 +26,7 @@ from detectron2.utils import comm
 from tqdm import tqdm
 
 from ..constants import HAND_CLASS, OBJECT_CLASS
+from ..geometry import default_intrinsics
 from .filters import apply_filters
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,6 @@ def write_atomically(path, data, mode="w"):
         raise
 
 
-def default_intrinsics(width, height):
-    """Camera matrix assumed for videos without intrinsics: focal = the longer image side in
-    pixels (about a 53-degree field of view), principal point at the image centre."""
-    focal = float(max(width, height))
-    return [[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]]
-
-
 def filter_names(cfg):
     """The filters of ``SEMI.MODE``: all of SEMI.FILTER.NAMES ("filtered") or none
     ("distillation", the data-distillation baseline)."""
@@ -79,7 +73,8 @@ class PseudoLabelGenerator:
             PREDICTION_FIELDS (numpy; joints2d (21,2) px, joints3d (21,3) m root-relative,
             mano_shape (10,), boxes (4,) px, scores) or None where no hand was found.
         output_dir: where everything is written.
-        intrinsics: optional 3x3 camera matrix for every video; else ``default_intrinsics``.
+        intrinsics: optional 3x3 camera matrix for every video; else
+            ``geometry.default_intrinsics``.
     """
 
     def __init__(self, cfg, predict, output_dir, intrinsics=None):
@@ -168,7 +163,7 @@ class PseudoLabelGenerator:
             K = (
                 self.intrinsics
                 if self.intrinsics is not None
-                else default_intrinsics(width, height)
+                else default_intrinsics(width, height).tolist()
             )
             for row, (index, prediction) in enumerate(predicted):
                 entry = {"frame_index": index, "predicted": True, "kept": bool(kept[row])}
