@@ -186,8 +186,8 @@ def estimate_root_translation(joints2d, joints3d, K):
     rows[..., 1, 1] = focal[..., 1]
     rows[..., 2] = offset
     rhs = -focal * joints3d[..., :2] - offset * joints3d[..., 2:3]
-    rows = rows.reshape(*rows.shape[:-3], -1, 3)
-    rhs = rhs.reshape(*rhs.shape[:-2], -1)
+    rows = rows.reshape(*rows.shape[:-3], 2 * joints2d.shape[-2], 3)
+    rhs = rhs.reshape(*rhs.shape[:-2], 2 * joints2d.shape[-2])
     normal = np.swapaxes(rows, -1, -2) @ rows
     return np.linalg.solve(normal, (np.swapaxes(rows, -1, -2) @ rhs[..., None]))[..., 0]
 

@@ -1,0 +1,174 @@
+"""HandObjectPredictor: Detectron2's DefaultPredictor for the hand-object model.
+
+One call takes a BGR image of any size and returns the model output of docs/design.md ("Model
+output") in the image's pixels, plus ``hand_object.root3d``. The model sees a square
+``INPUT.HANDOBJ.CROP_SIZE`` crop of the fused hand/object box enlarged ``INPUT.HANDOBJ.CROP_SCALE``
+times (the benchmarks' protocol), so without given boxes it runs twice: first on the whole image
+(letterboxed into the crop) to detect the hand and the object, then on the crop around them.
+"""
+
+import cv2
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import build_model
+
+from ..geometry import (
+    box_control_points,
+    crop_matrix,
+    default_intrinsics,
+    estimate_root_translation,
+    union_box,
+)
+
+# Whole-image pass: the image's own box, unenlarged, becomes the square model input.
+_FULL_IMAGE_SCALE = 1.0
+
+
+class HandObjectPredictor:
+    """Load a model from ``cfg`` (MODEL.WEIGHTS) and predict on single images or batches.
+
+    Args:
+        cfg: a handobj_d2 config (handobj_d2.engine.setup_cfg).
+        object_models: optional dict object name -> {"points": (N, 3) m, object frame}, used to
+            find the 3D control points of ``object_name``; defaults to the ``object_models``
+            metadata of the first dataset of DATASETS.TEST, if it has some.
+    """
+
+    def __init__(self, cfg, object_models=None):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.input_format = cfg.INPUT.FORMAT
+        self.crop_size = cfg.INPUT.HANDOBJ.CROP_SIZE
+        self.crop_scale = cfg.INPUT.HANDOBJ.CROP_SCALE
+        self._object_models = object_models
+
+    @property
+    def object_models(self):
+        if self._object_models is None and self.cfg.DATASETS.TEST:
+            metadata = MetadataCatalog.get(self.cfg.DATASETS.TEST[0])
+            self._object_models = metadata.get("object_models", None)
+        return self._object_models or {}
+
+    def control_points(self, object_name):
+        """The 21 control points (21, 3) m of a known object (its model's bounding box)."""
+        models = self.object_models
+        if object_name not in models:
+            raise KeyError(
+                f"unknown object {object_name!r}: not among the object models "
+                f"{sorted(models) or '(none loaded)'}; pass control_points3d instead"
+            )
+        points = np.asarray(models[object_name]["points"], dtype=np.float64)
+        return box_control_points(np.stack([points.min(0), points.max(0)]))
+
+    def __call__(self, image, camera_K=None, hand_box=None, object_box=None, object_name=None,
+                 control_points3d=None):  # fmt: skip
+        """Predict on one image.
+
+        Args:
+            image: (H, W, 3) uint8 BGR (OpenCV's order).
+            camera_K: (3, 3) px intrinsics; ``geometry.default_intrinsics`` if None.
+            hand_box, object_box: [x1, y1, x2, y2] px; both given skip the detection pass,
+                otherwise the detected pair's boxes are used.
+            object_name / control_points3d (21, 3) m: the object, for its 6-DoF pose (PnP).
+
+        Returns:
+            dict with ``instances`` (detections) and ``hand_object`` (one row per hand-object
+            pair, docs/design.md) in the image's pixels; ``hand_object.root3d`` (K, 3) m is the
+            wrist in the OpenCV camera frame (least squares from joints2d and joints3d), so
+            ``joints3d + root3d[:, None]`` are camera-frame joints.
+        """
+        request = {
+            "image": image,
+            "camera_K": camera_K,
+            "hand_box": hand_box,
+            "object_box": object_box,
+            "object_name": object_name,
+            "control_points3d": control_points3d,
+        }
+        return self.predict_batch([request])[0]
+
+    @torch.no_grad()
+    def predict_batch(self, requests):
+        """Predict on several images at once; ``requests`` are dicts with the arguments of
+        ``__call__`` (only ``image`` required). Returns one output dict per request."""
+        requests = [self._complete(r) for r in requests]
+        to_detect = [r for r in requests if r["hand_box"] is None or r["object_box"] is None]
+        for request, output in zip(to_detect, self._run(to_detect, "detected", None)):
+            request["output"] = output  # the answer when no hand-object pair is found
+            pairs = output["hand_object"]
+            if len(pairs):
+                request["hand_box"] = pairs.hand_boxes.tensor[0].cpu().numpy()
+                request["object_box"] = pairs.object_boxes.tensor[0].cpu().numpy()
+            else:
+                request["hand_box"] = request["object_box"] = None
+        found = [r for r in requests if r["hand_box"] is not None]
+        for request, output in zip(found, self._run(found, "given", self.crop_scale)):
+            if "output" in request:  # keep the detector's view of the whole image
+                output["instances"] = request["output"]["instances"]
+            request["output"] = output
+        return [r["output"] for r in requests]
+
+    def _complete(self, request):
+        image = request["image"]
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"image must be an (H, W, 3) BGR uint8 array, got {getattr(image, 'shape', image)}"
+            )
+        height, width = image.shape[:2]
+        request = dict(request)
+        K = request.get("camera_K")
+        request["camera_K"] = default_intrinsics(width, height) if K is None else np.asarray(K)
+        points = request.get("control_points3d")
+        if points is None and request.get("object_name"):
+            points = self.control_points(request["object_name"])
+        request["control_points3d"] = points
+        for key in ("hand_box", "object_box"):
+            request.setdefault(key, None)
+        return request
+
+    def _model_input(self, request, crop_scale):
+        """The model's input dict: the crop of the fused box (or of the whole image when
+        ``crop_scale`` is None), intrinsics and boxes moved into the crop's pixels."""
+        image = request["image"]
+        height, width = image.shape[:2]
+        if crop_scale is None:
+            matrix = crop_matrix([0, 0, width, height], self.crop_size, _FULL_IMAGE_SCALE)
+        else:
+            fused = union_box(np.asarray(request["hand_box"]), np.asarray(request["object_box"]))
+            matrix = crop_matrix(fused, self.crop_size, crop_scale)
+        crop = cv2.warpAffine(
+            image, matrix[:2], (self.crop_size, self.crop_size), flags=cv2.INTER_LINEAR
+        )
+        if self.input_format == "RGB":
+            crop = crop[:, :, ::-1]
+        record = {
+            "image": torch.as_tensor(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+            "height": height,
+            "width": width,
+            "image_to_input": matrix,
+            "camera_K": matrix @ request["camera_K"],
+        }
+        if request["control_points3d"] is not None:
+            record["control_points3d"] = request["control_points3d"]
+        if crop_scale is not None:
+            for key in ("hand_box", "object_box"):
+                corners = np.asarray(request[key], dtype=np.float64).reshape(2, 2)
+                corners = corners @ matrix[:2, :2].T + matrix[:2, 2]
+                record[key] = corners.reshape(4)
+        return record
+
+    def _run(self, requests, inference_boxes, crop_scale):
+        inputs = [self._model_input(r, crop_scale) for r in requests]
+        self.model.inference_boxes = inference_boxes
+        outputs = self.model(inputs)
+        for request, output in zip(requests, outputs):
+            pairs = output["hand_object"]
+            root = estimate_root_translation(
+                pairs.joints2d.cpu().numpy(), pairs.joints3d.cpu().numpy(), request["camera_K"]
+            )
+            pairs.root3d = torch.as_tensor(root, dtype=torch.float32).reshape(-1, 3)
+        return outputs
