@@ -1,0 +1,337 @@
+"""HandObjectDatasetMapper: a dataset record (docs/design.md "Dataset records") -> the model's
+input dict (docs/design.md "Mapper output").
+
+The model input is a ``CROP_SIZE`` square crop of the fused hand/object box enlarged
+``CROP_SCALE`` times. Training adds, per SPEC.md: an in-plane rotation uniform in
+[-ROTATION, ROTATION] about the principal point (a camera roll, see ``transforms``), scale and
+centre jitter of the crop, colour jitter and Gaussian blur. The rotation and the crop compose
+into one affine (``image_to_input``) that moves the image, the mask, the 2D joints and control
+points, and gives the input's intrinsics ``crop @ K``; the roll rotates the 3D joints, the MANO
+global rotation and the object pose. Test time: the plain crop, no randomness.
+"""
+
+import logging
+
+import cv2
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from ..constants import HAND_CLASS, NUM_CONTROL_POINTS, NUM_JOINTS, OBJECT_CLASS
+from ..geometry import crop_matrix, project_points, square_box, union_box
+from . import transforms as T
+from .segmentation import SEGMENTATION_DECODERS
+from .video import read_image
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HandObjectDatasetMapper"]
+
+
+def _array(value, shape, what):
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != tuple(shape) or not np.isfinite(array).all():
+        raise ValueError(
+            f"{what}: expected finite values of shape {tuple(shape)}, got {array.shape}"
+        )
+    return array
+
+
+def _f32(array):
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _tensors(label):
+    """Numpy fields of a label as tensors: uint8 arrays stay uint8, the others float32."""
+    return {
+        k: (torch.from_numpy(v) if v.dtype == np.uint8 else _f32(v))
+        if isinstance(v, np.ndarray)
+        else v
+        for k, v in label.items()
+    }
+
+
+def _annotation(record, category, name):
+    found = [a for a in record.get("annotations", ()) if a.get("category_id") == category]
+    if len(found) > 1:
+        raise ValueError(f"{name}: {len(found)} annotations of category {category}, at most 1")
+    return found[0] if found else None
+
+
+def _xyxy(annotation, name):
+    box = _array(annotation["bbox"], (4,), f"{name} bbox")
+    mode = BoxMode(annotation.get("bbox_mode", BoxMode.XYXY_ABS))
+    return np.asarray(BoxMode.convert(box.tolist(), mode, BoxMode.XYXY_ABS), dtype=np.float64)
+
+
+class HandObjectDatasetMapper:
+    """Callable mapping one dataset record to the model's input dict (see the module)."""
+
+    @configurable
+    def __init__(
+        self,
+        is_train,
+        *,
+        crop_size,
+        crop_scale,
+        rotation,
+        scale_jitter,
+        center_jitter,
+        color_jitter,
+        blur_max_sigma,
+        image_format,
+    ):
+        """
+        Args:
+            is_train (bool): random augmentation (True) or the deterministic crop (False).
+            crop_size (int): side of the square model input, pixels.
+            crop_scale (float): crop side / longer side of the fused hand/object box.
+            rotation (float): maximum in-plane rotation, radians.
+            scale_jitter (float), center_jitter (float): crop side x U(1 - s, 1 + s); crop
+                centre + U(-c, c) x side.
+            color_jitter (4 floats): brightness, contrast, saturation, hue strengths.
+            blur_max_sigma (float): Gaussian blur sigma uniform in [0, max], pixels.
+            image_format (str): "BGR" or "RGB", the channel order of the output image.
+        """
+        if image_format not in ("BGR", "RGB"):
+            raise ValueError(f"INPUT.FORMAT must be 'BGR' or 'RGB', got {image_format!r}")
+        if len(color_jitter) != 4:
+            raise ValueError(f"INPUT.HANDOBJ.COLOR_JITTER needs 4 values, got {color_jitter}")
+        self.is_train = is_train
+        self.crop_size = int(crop_size)
+        self.crop_scale = float(crop_scale)
+        self.rotation = float(rotation)
+        self.scale_jitter = float(scale_jitter)
+        self.center_jitter = float(center_jitter)
+        self.color_jitter = tuple(float(x) for x in color_jitter)
+        self.blur_max_sigma = float(blur_max_sigma)
+        self.image_format = image_format
+        mode = "training" if is_train else "inference"
+        logger.info(f"HandObjectDatasetMapper ({mode}): {self.crop_size}px crops")
+
+    @classmethod
+    def from_config(cls, cfg, is_train=True):
+        h = cfg.INPUT.HANDOBJ
+        return {
+            "is_train": is_train,
+            "crop_size": h.CROP_SIZE,
+            "crop_scale": h.CROP_SCALE,
+            "rotation": h.ROTATION,
+            "scale_jitter": h.SCALE_JITTER,
+            "center_jitter": h.CENTER_JITTER,
+            "color_jitter": list(h.COLOR_JITTER),
+            "blur_max_sigma": h.BLUR_MAX_SIGMA,
+            "image_format": cfg.INPUT.FORMAT,
+        }
+
+    def __call__(self, dataset_dict):
+        """Read the record's image (and object mask) and map it; see :meth:`map`."""
+        path = dataset_dict["file_name"]
+        image = read_image(path)
+        expected = (dataset_dict.get("height"), dataset_dict.get("width"))
+        if None not in expected and image.shape[:2] != tuple(expected):
+            raise ValueError(
+                f"{path}: image is {image.shape[1]}x{image.shape[0]} but its record says "
+                f"{expected[1]}x{expected[0]}"
+            )
+        return self.map(dataset_dict, image, self.load_object_mask(dataset_dict))
+
+    @staticmethod
+    def load_object_mask(dataset_dict):
+        """The record's object mask (h, w) bool at the segmentation file's own resolution, or
+        None when the record names no segmentation file."""
+        path = dataset_dict.get("segmentation_file")
+        if not path:
+            return None
+        fmt = dataset_dict.get("segmentation_format", "ho3d")
+        if fmt not in SEGMENTATION_DECODERS:
+            raise ValueError(
+                f"{path}: unknown segmentation_format {fmt!r} (known: {sorted(SEGMENTATION_DECODERS)})"
+            )
+        return SEGMENTATION_DECODERS[fmt](path)[1]
+
+    def map(self, record, image, object_mask=None):
+        """Model input dict of ``record`` given its decoded BGR uint8 image (H, W, 3) and object
+        mask (h, w) bool (any resolution covering the image, or None)."""
+        name = f"record {record.get('image_id', record.get('file_name', '?'))!r}"
+        height, width = image.shape[:2]
+        hand = _annotation(record, HAND_CLASS, name)
+        obj = _annotation(record, OBJECT_CLASS, name)
+        K = record.get("camera_K")
+        K = None if K is None else _array(K, (3, 3), f"{name} camera_K")
+        rng = np.random
+
+        angle = rng.uniform(-self.rotation, self.rotation) if self.is_train else 0.0
+        pivot = (
+            K if K is not None else np.array([[1.0, 0, width / 2], [0, 1.0, height / 2], [0, 0, 1]])
+        )
+        roll = T.roll_matrix(angle)
+        rotate = T.roll_homography(pivot, angle)
+
+        hand_label = self._hand_label(hand, record, rotate, roll, name)
+        object_label = self._object_label(obj, record, rotate, roll, K, name)
+        boxes = [label["box"] for label in (hand_label, object_label) if label is not None]
+        if boxes:
+            fused = boxes[0] if len(boxes) == 1 else union_box(*boxes)
+            if (fused[2:] - fused[:2]).max() < 1.0:
+                raise ValueError(f"{name}: hand/object boxes are degenerate ({fused.tolist()})")
+            if self.is_train:
+                crop_box = T.jitter_crop_box(
+                    fused, self.crop_scale, self.scale_jitter, self.center_jitter, rng
+                )
+            else:
+                crop_box = square_box(fused, self.crop_scale)
+        else:  # nothing to crop around: the whole image, padded to a square
+            crop_box = square_box([0.0, 0.0, width, height])
+        crop = crop_matrix(crop_box, self.crop_size)
+        image_to_input = crop @ rotate
+
+        size = self.crop_size
+        out_image = T.warp_image(image, image_to_input, size)
+        if self.is_train:
+            out_image = T.color_jitter(out_image, *T.sample_color_jitter(self.color_jitter, rng))
+            out_image = T.gaussian_blur(out_image, rng.uniform(0.0, self.blur_max_sigma))
+        if self.image_format == "RGB":
+            out_image = out_image[..., ::-1]
+        result = {
+            "image": torch.from_numpy(np.ascontiguousarray(out_image.transpose(2, 0, 1))),
+            "height": height,
+            "width": width,
+            "image_id": record.get("image_id", record.get("file_name")),
+            "image_to_input": _f32(image_to_input),
+            "is_pseudo_label": bool(record.get("is_pseudo_label", False)),
+        }
+        if K is not None:
+            result["camera_K"] = _f32(crop @ K)
+
+        classes, detector_boxes = [], []
+        for category, label in ((HAND_CLASS, hand_label), (OBJECT_CLASS, object_label)):
+            if label is None:
+                continue
+            label["box"] = T.apply_affine(label["box"].reshape(2, 2), crop).reshape(4)
+            for key in ("joints2d", "control_points2d"):
+                if key in label:
+                    label[key] = T.apply_affine(label[key], crop)
+            clipped = np.clip(label["box"], 0, size)
+            if (clipped[2:] > clipped[:2]).all():
+                classes.append(category)
+                detector_boxes.append(clipped)
+        instances = Instances((size, size))
+        instances.gt_boxes = Boxes(_f32(np.array(detector_boxes).reshape(-1, 4)))
+        instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
+        result["instances"] = instances
+
+        if hand_label is not None:
+            result["hand"] = _tensors(hand_label)
+        if object_label is not None:
+            if object_mask is not None:
+                object_label["mask"] = self._warp_mask(object_mask, image_to_input, width, height)
+            result["object"] = _tensors(object_label)
+        return result
+
+    def _hand_label(self, annotation, record, rotate, roll, name):
+        """Hand targets after the roll (pixels of the rotated original image), or None."""
+        if annotation is None:
+            box = record.get("hand_box")
+            if box is None:
+                return None
+            return {"box": T.transform_box(_array(box, (4,), f"{name} hand_box"), rotate)}
+        joints2d = annotation.get("joints2d")
+        has_joints2d = joints2d is not None
+        joints2d = (
+            _array(joints2d, (NUM_JOINTS, 2), f"{name} joints2d")
+            if has_joints2d
+            else np.zeros((NUM_JOINTS, 2))
+        )
+        box = T.transform_box(
+            _xyxy(annotation, f"{name} hand"),
+            rotate,
+            inner_points=joints2d if has_joints2d else None,
+        )
+        joints3d = annotation.get("joints3d")
+        has_joints3d = joints3d is not None
+        joints3d = (
+            _array(joints3d, (NUM_JOINTS, 3), f"{name} joints3d") @ roll.T
+            if has_joints3d
+            else np.zeros((NUM_JOINTS, 3))
+        )
+        has_mano = (
+            annotation.get("mano_pose") is not None and annotation.get("mano_shape") is not None
+        )
+        if has_mano:
+            mano_pose = _array(annotation["mano_pose"], (48,), f"{name} mano_pose").copy()
+            mano_pose[:3] = T.rotate_axis_angle(mano_pose[:3], roll)
+            mano_shape = _array(annotation["mano_shape"], (10,), f"{name} mano_shape")
+        else:
+            mano_pose, mano_shape = np.zeros(48), np.zeros(10)
+        return {
+            "box": box,
+            "joints2d": T.apply_affine(joints2d, rotate),
+            "has_joints2d": has_joints2d,
+            "joints3d": joints3d,
+            "has_joints3d": has_joints3d,
+            "mano_pose": mano_pose,
+            "mano_shape": mano_shape,
+            "has_mano": has_mano,
+        }
+
+    def _object_label(self, annotation, record, rotate, roll, K, name):
+        """Object targets after the roll (pixels of the rotated original image), or None."""
+        if annotation is None:
+            box = record.get("object_box")
+            if box is None:
+                return None
+            return {"box": T.transform_box(_array(box, (4,), f"{name} object_box"), rotate)}
+        points2d = annotation.get("control_points2d")
+        points2d = (
+            None
+            if points2d is None
+            else _array(points2d, (NUM_CONTROL_POINTS, 2), f"{name} control_points2d")
+        )
+        points3d = annotation.get("control_points3d")
+        points3d = (
+            None
+            if points3d is None
+            else _array(points3d, (NUM_CONTROL_POINTS, 3), f"{name} control_points3d")
+        )
+        has_pose = points3d is not None and all(
+            annotation.get(k) is not None for k in ("object_R", "object_t")
+        )
+        if has_pose:
+            object_R = _array(annotation["object_R"], (3, 3), f"{name} object_R")
+            object_t = _array(annotation["object_t"], (3,), f"{name} object_t")
+            if points2d is None:
+                if K is None:
+                    raise ValueError(
+                        f"{name}: an object pose without control_points2d needs camera_K"
+                    )
+                points2d = project_points(points3d @ object_R.T + object_t, K)
+        box = T.transform_box(_xyxy(annotation, f"{name} object"), rotate, outer_points=points2d)
+        if has_pose:
+            points2d = T.apply_affine(points2d, rotate)
+            object_R, object_t = roll @ object_R, roll @ object_t
+        else:
+            object_R, object_t = np.eye(3), np.zeros(3)
+            points2d = np.zeros((NUM_CONTROL_POINTS, 2))
+        if points3d is None:
+            points3d = np.zeros((NUM_CONTROL_POINTS, 3))
+        return {
+            "box": box,
+            "control_points2d": points2d,
+            "control_points3d": points3d,
+            "object_R": object_R,
+            "object_t": object_t,
+            "has_pose": has_pose,
+        }
+
+    def _warp_mask(self, mask, image_to_input, width, height):
+        """Object mask (h, w) bool at any resolution -> (S, S) uint8 in model-input pixels."""
+        mask = np.asarray(mask)
+        mask = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).astype(np.uint8)
+        sx, sy = width / mask.shape[1], height / mask.shape[0]
+        # Mask pixel centres -> image pixel centres (both with integer centres).
+        to_image = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+        return T.warp_image(
+            np.ascontiguousarray(mask), image_to_input @ to_image, self.crop_size, cv2.INTER_NEAREST
+        )

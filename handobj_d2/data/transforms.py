@@ -1,0 +1,146 @@
+"""Image and point operations of :class:`HandObjectDatasetMapper` (numpy + OpenCV, per sample).
+
+Every 2D map here is a homogeneous affine (3, 3) on pixel coordinates (OpenCV convention:
+integer coordinates are pixel centres), so the image, its points, boxes and masks go through
+the same matrix and one ``cv2.warpAffine`` per image.
+
+The in-plane rotation is a camera roll: a rotation ``Rz`` about the optical axis. 3D points in
+the camera frame become ``Rz @ p``; the intrinsics K stay the same, and pixels move by
+``K @ Rz @ K^-1`` (an affine map: the principal point stays fixed; a pure rotation about it when
+fx = fy). Projections therefore stay exact: ``project(Rz p, K) = (K Rz K^-1) project(p, K)``.
+"""
+
+import cv2
+import numpy as np
+
+
+def roll_matrix(angle):
+    """Rotation (3, 3) by ``angle`` radians about the camera's z (optical) axis."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def roll_homography(K, angle):
+    """Pixel map (3, 3 affine) of a camera roll by ``angle``: ``K @ roll_matrix(angle) @ K^-1``."""
+    K = np.asarray(K, dtype=np.float64)
+    return K @ roll_matrix(angle) @ np.linalg.inv(K)
+
+
+def apply_affine(points, matrix):
+    """Pixels (N, 2) through a homogeneous affine (3, 3) -> (N, 2)."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def is_axis_aligned(matrix, eps=1e-12):
+    """Whether an affine (3, 3) only scales and translates (maps boxes to boxes exactly)."""
+    return abs(matrix[0, 1]) < eps and abs(matrix[1, 0]) < eps
+
+
+def _corners(box):
+    x1, y1, x2, y2 = box
+    return np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], dtype=np.float64)
+
+
+def transform_box(box, matrix, inner_points=None, outer_points=None):
+    """Box [x1, y1, x2, y2] px after an affine (3, 3).
+
+    Scale + translation maps a box exactly. A rotation turns it into a tilted rectangle whose
+    axis-aligned bounds are looser than the thing the box was drawn around, so when known:
+
+    * ``inner_points`` (N, 2), points inside the box that it was drawn around (the hand's 2D
+      joints): the bounds of the transformed points, grown by the box's mean margin around
+      them (scaled like the image);
+    * ``outer_points`` (N, 2), points whose convex hull contains the object (its projected 3D
+      bounding box): the bounds of the transformed corners are cut to those of these points.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    if is_axis_aligned(matrix):
+        corners = apply_affine(box.reshape(2, 2), matrix)
+        return np.concatenate([corners.min(0), corners.max(0)])
+    if inner_points is not None:
+        inner_points = np.asarray(inner_points, dtype=np.float64)
+        tight = np.concatenate([inner_points.min(0), inner_points.max(0)])
+        margin = np.maximum(np.concatenate([tight[:2] - box[:2], box[2:] - tight[2:]]), 0).mean()
+        scale = np.sqrt(abs(np.linalg.det(matrix[:2, :2])))
+        moved = apply_affine(inner_points, matrix)
+        return np.concatenate([moved.min(0) - margin * scale, moved.max(0) + margin * scale])
+    corners = apply_affine(_corners(box), matrix)
+    bounds = np.concatenate([corners.min(0), corners.max(0)])
+    if outer_points is not None:
+        moved = apply_affine(outer_points, matrix)
+        cut = np.concatenate(
+            [np.maximum(bounds[:2], moved.min(0)), np.minimum(bounds[2:], moved.max(0))]
+        )
+        if (cut[2:] > cut[:2]).all():
+            bounds = cut
+    return bounds
+
+
+def jitter_crop_box(box, scale, scale_jitter, center_jitter, rng):
+    """Square crop box around ``box``: side ``scale`` x its longer side x U(1 - scale_jitter,
+    1 + scale_jitter), centre moved by U(-center_jitter, center_jitter) x the side on each
+    axis. ``rng`` is a numpy Generator or ``np.random``."""
+    box = np.asarray(box, dtype=np.float64)
+    side = (box[2:] - box[:2]).max() * scale * rng.uniform(1 - scale_jitter, 1 + scale_jitter)
+    centre = (box[:2] + box[2:]) / 2 + rng.uniform(-center_jitter, center_jitter, 2) * side
+    return np.concatenate([centre - side / 2, centre + side / 2])
+
+
+def warp_image(image, matrix, size, interpolation=cv2.INTER_LINEAR):
+    """``size`` x ``size`` output of ``image`` (H, W[, C]) under the affine (3, 3); zeros outside."""
+    return cv2.warpAffine(
+        image,
+        np.ascontiguousarray(matrix[:2], dtype=np.float64),
+        (size, size),
+        flags=interpolation,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+
+
+def sample_color_jitter(strengths, rng):
+    """Factors (brightness, contrast, saturation, hue) for :func:`color_jitter` from strengths
+    (b, c, s, h) as in torchvision's ColorJitter: the first three uniform in [1 - x, 1 + x]
+    (floored at 0), the hue shift uniform in [-h, h] turns of the colour wheel."""
+    b, c, s, h = (float(x) for x in strengths)
+    factors = [max(0.0, rng.uniform(1 - x, 1 + x)) for x in (b, c, s)]
+    return (*factors, float(rng.uniform(-h, h)))
+
+
+def color_jitter(image, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0):
+    """Colour jitter of a BGR uint8 image (H, W, 3), in this order: brightness (scale), contrast
+    (blend with the mean grey level), saturation (blend with the grey image), hue (rotation of
+    the hue channel by ``hue`` turns). Each step saturates to [0, 255]. Factors 1, 1, 1, 0
+    leave the image unchanged."""
+    out = image
+    if brightness != 1.0:
+        out = cv2.addWeighted(out, brightness, out, 0.0, 0.0)
+    if contrast != 1.0:
+        mean = float(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY).mean())
+        out = cv2.addWeighted(out, contrast, out, 0.0, (1.0 - contrast) * mean)
+    if saturation != 1.0:
+        grey = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        out = cv2.addWeighted(out, saturation, grey, 1.0 - saturation, 0.0)
+    shift = int(round(hue * 256)) % 256
+    if shift:
+        hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV_FULL)
+        lut = ((np.arange(256) + shift) % 256).astype(np.uint8)
+        hsv[..., 0] = cv2.LUT(hsv[..., 0], lut)
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR_FULL)
+    return out
+
+
+def gaussian_blur(image, sigma):
+    """Gaussian blur with standard deviation ``sigma`` pixels (kernel of 3 sigma each side);
+    ``sigma`` 0 returns the image."""
+    if sigma <= 0:
+        return image
+    radius = max(1, int(np.ceil(3 * sigma)))
+    return cv2.GaussianBlur(image, (2 * radius + 1, 2 * radius + 1), sigma)
+
+
+def rotate_axis_angle(axis_angle, rotation):
+    """Axis-angle (3,) of ``rotation @ R(axis_angle)`` (numpy, via Rodrigues)."""
+    matrix = cv2.Rodrigues(np.asarray(axis_angle, dtype=np.float64).reshape(3, 1))[0]
+    return cv2.Rodrigues(rotation @ matrix)[0].reshape(3)
