@@ -1,0 +1,48 @@
+"""The datasets handobj_d2 registers on import, under ``$HANDOBJ_DATASETS`` (default
+``./datasets``, like Detectron2's ``$DETECTRON2_DATASETS``). Registration is lazy: nothing is
+read until a dataset is used, and a missing dataset fails then, listing what is missing.
+Layouts and downloads: datasets/README.md."""
+
+import os
+
+from detectron2.data import DatasetCatalog
+
+from .dexycb import DEXYCB_SPLITS, register_dexycb
+from .fpha import FPHA_SPLITS, register_fpha
+from .ho3d import register_ho3d
+
+# name -> (folder under the root, split, HO3D version). The synthetic sets are HO3D v2 trees.
+BUILTIN_HO3D = {
+    "ho3d_v2_train": ("HO3D_v2", "train", "v2"),
+    "ho3d_v2_evaluation": ("HO3D_v2", "evaluation", "v2"),
+    "ho3d_v3_train": ("HO3D_v3", "train", "v3"),
+    "ho3d_v3_evaluation": ("HO3D_v3", "evaluation", "v3"),
+    "synthetic_train": ("synthetic", "train", "v2"),
+    "synthetic_eval": ("synthetic", "evaluation", "v2"),
+    "synthetic_shifted_eval": ("synthetic_shifted", "evaluation", "v2"),
+}
+BUILTIN_DEXYCB = {f"dexycb_s0_{split}": ("DexYCB", split) for split in DEXYCB_SPLITS}
+BUILTIN_FPHA = {f"fpha_{split}": ("FPHA", split) for split in FPHA_SPLITS}
+
+
+def datasets_root():
+    """``$HANDOBJ_DATASETS`` or ``./datasets``."""
+    return os.path.expanduser(os.getenv("HANDOBJ_DATASETS", "datasets"))
+
+
+def register_all_builtin(root):
+    """Register every built-in dataset with its folder under ``root`` (skipping names already
+    registered)."""
+    registered = set(DatasetCatalog.list())
+    for name, (folder, split, version) in BUILTIN_HO3D.items():
+        if name not in registered:
+            register_ho3d(name, os.path.join(root, folder), split, version, check=False)
+    for name, (folder, split) in BUILTIN_DEXYCB.items():
+        if name not in registered:
+            register_dexycb(name, os.path.join(root, folder), split, check=False)
+    for name, (folder, split) in BUILTIN_FPHA.items():
+        if name not in registered:
+            register_fpha(name, os.path.join(root, folder), split, check=False)
+
+
+register_all_builtin(datasets_root())
