@@ -3,6 +3,7 @@
 Units and frames: image coordinates in pixels, 3D in metres in the OpenCV camera frame
 (x right, y down, z forward) unless a key says otherwise.
 """
+
 import math
 
 from detectron2.config import CfgNode as CN
@@ -105,11 +106,15 @@ def add_handobj_config(cfg):
     _C.SEMI = CN()
     # Datasets of pseudo-labels (register_pseudo_label_dataset) trained with DATASETS.TRAIN.
     _C.SEMI.PSEUDO_DATASETS = ()
+    # pseudo_labels.json files (tools/generate_pseudo_labels.py) trained with DATASETS.TRAIN too;
+    # the train loader registers each as a dataset named "pseudo_labels:<absolute path>".
+    _C.SEMI.PSEUDO_LABEL_FILES = ()
     # Fraction of each training batch drawn from the pseudo-labeled datasets.
     _C.SEMI.PSEUDO_RATIO = 0.5
     # Multiplies every loss of a pseudo-labeled sample.
     _C.SEMI.PSEUDO_LOSS_WEIGHT = 1.0
-    # Student initialisation: "teacher" (MODEL.WEIGHTS = teacher checkpoint) or "scratch".
+    # Student initialisation (training with pseudo-labels): "teacher" (MODEL.WEIGHTS must be the
+    # teacher's checkpoint) or "scratch" (random weights; MODEL.WEIGHTS is ignored).
     _C.SEMI.STUDENT_INIT = "teacher"
     # "filtered" (spatial-temporal consistency, the paper) or "distillation" (filters off,
     # predictions averaged over transforms of the frame; Radosavovic et al.).

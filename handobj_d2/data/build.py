@@ -1,7 +1,15 @@
 """Training data loader that mixes labeled and pseudo-labeled datasets in every batch."""
 
-from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
+import os
+
+from detectron2.data import (
+    DatasetCatalog,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
 from detectron2.utils import comm
+
+from .datasets.pseudo_labels import register_pseudo_label_dataset
 
 
 class MixedBatchLoader:
@@ -25,9 +33,23 @@ def pseudo_batch_size(cfg):
     return per_process * world
 
 
+def pseudo_label_datasets(cfg):
+    """Names of the pseudo-labeled training datasets: SEMI.PSEUDO_DATASETS, then one dataset per
+    file of SEMI.PSEUDO_LABEL_FILES, registered here (once) as "pseudo_labels:<absolute path>"."""
+    names = list(cfg.SEMI.PSEUDO_DATASETS)
+    for path in cfg.SEMI.PSEUDO_LABEL_FILES:
+        name = f"pseudo_labels:{os.path.abspath(path)}"
+        if name not in DatasetCatalog.list():
+            register_pseudo_label_dataset(name, path)
+        names.append(name)
+    return names
+
+
 def build_hand_object_train_loader(cfg, mapper):
-    """DATASETS.TRAIN alone, or mixed with SEMI.PSEUDO_DATASETS when any are configured."""
-    if not cfg.SEMI.PSEUDO_DATASETS:
+    """DATASETS.TRAIN alone, or mixed with the pseudo-labeled datasets when any are configured
+    (``pseudo_label_datasets``)."""
+    pseudo_names = pseudo_label_datasets(cfg)
+    if not pseudo_names:
         return build_detection_train_loader(cfg, mapper=mapper)
     n_pseudo = pseudo_batch_size(cfg)
     n_labeled = cfg.SOLVER.IMS_PER_BATCH - n_pseudo
@@ -49,6 +71,4 @@ def build_hand_object_train_loader(cfg, mapper):
             num_workers=cfg.DATALOADER.NUM_WORKERS,
         )
 
-    return MixedBatchLoader(
-        loader(cfg.DATASETS.TRAIN, n_labeled), loader(cfg.SEMI.PSEUDO_DATASETS, n_pseudo)
-    )
+    return MixedBatchLoader(loader(cfg.DATASETS.TRAIN, n_labeled), loader(pseudo_names, n_pseudo))

@@ -13,7 +13,34 @@ from ..evaluation import HandPoseEvaluator, ObjectPoseEvaluator
 from ..mano import build_hand_layer
 
 
+def initial_weights(cfg):
+    """The checkpoint a training run starts from: MODEL.WEIGHTS, except for a student (trained
+    with pseudo-labels, SEMI.PSEUDO_DATASETS or SEMI.PSEUDO_LABEL_FILES set) with
+    SEMI.STUDENT_INIT "scratch", which starts from random weights; "teacher" needs MODEL.WEIGHTS
+    (the teacher's checkpoint)."""
+    if not (cfg.SEMI.PSEUDO_DATASETS or cfg.SEMI.PSEUDO_LABEL_FILES):
+        return cfg.MODEL.WEIGHTS
+    if cfg.SEMI.STUDENT_INIT == "scratch":
+        return ""
+    if cfg.SEMI.STUDENT_INIT != "teacher":
+        raise ValueError(
+            f"SEMI.STUDENT_INIT must be 'teacher' or 'scratch', got {cfg.SEMI.STUDENT_INIT!r}"
+        )
+    if not cfg.MODEL.WEIGHTS:
+        raise ValueError(
+            "SEMI.STUDENT_INIT is 'teacher' but MODEL.WEIGHTS is empty: set MODEL.WEIGHTS to the "
+            "teacher's checkpoint, or SEMI.STUDENT_INIT to 'scratch'"
+        )
+    return cfg.MODEL.WEIGHTS
+
+
 class HandObjectTrainer(DefaultTrainer):
+    def resume_or_load(self, resume=True):
+        """DefaultTrainer's, starting from ``initial_weights(cfg)`` instead of MODEL.WEIGHTS."""
+        self.checkpointer.resume_or_load(initial_weights(self.cfg), resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = self.iter + 1
+
     @classmethod
     def build_optimizer(cls, cfg, model):
         """Adam (the released code's choice) or SGD, per ``SOLVER.OPTIMIZER``."""
