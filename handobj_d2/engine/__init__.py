@@ -1,2 +1,3 @@
 from .defaults import HandObjectConfigError, check_datasets, setup_cfg
+from .predictor import HandObjectPredictor
 from .trainer import HandObjectTrainer

@@ -47,6 +47,11 @@ class HandObjectPredictor:
         self._object_models = object_models
 
     @property
+    def hand_faces(self):
+        """(1538, 3) int64 numpy: the faces of the model's MANO hand mesh."""
+        return self.model.roi_heads.hand_head.mesh_head.hand_layer.faces.cpu().numpy()
+
+    @property
     def object_models(self):
         if self._object_models is None and self.cfg.DATASETS.TEST:
             metadata = MetadataCatalog.get(self.cfg.DATASETS.TEST[0])
@@ -107,8 +112,12 @@ class HandObjectPredictor:
                 request["hand_box"] = request["object_box"] = None
         found = [r for r in requests if r["hand_box"] is not None]
         for request, output in zip(found, self._run(found, "given", self.crop_scale)):
-            if "output" in request:  # keep the detector's view of the whole image
-                output["instances"] = request["output"]["instances"]
+            if "output" in request:  # keep the detector's view of the whole image and scores
+                detected = request["output"]
+                output["instances"] = detected["instances"]
+                pairs = output["hand_object"]
+                pairs.hand_scores = detected["hand_object"].hand_scores[:1]
+                pairs.object_scores = detected["hand_object"].object_scores[:1]
             request["output"] = output
         return [r["output"] for r in requests]
 
@@ -162,6 +171,8 @@ class HandObjectPredictor:
         return record
 
     def _run(self, requests, inference_boxes, crop_scale):
+        if not requests:  # every image had given boxes, or none had a pair
+            return []
         inputs = [self._model_input(r, crop_scale) for r in requests]
         self.model.inference_boxes = inference_boxes
         outputs = self.model(inputs)
