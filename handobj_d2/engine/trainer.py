@@ -4,11 +4,12 @@ evaluators."""
 import os
 
 import torch
-from detectron2.data import MetadataCatalog
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
+from ..data import HandObjectDatasetMapper, build_hand_object_train_loader
 from ..evaluation import HandPoseEvaluator, ObjectPoseEvaluator
 from ..mano import build_hand_layer
 
@@ -66,6 +67,18 @@ class HandObjectTrainer(DefaultTrainer):
         else:
             raise ValueError(f"SOLVER.OPTIMIZER must be ADAM or SGD, got {cfg.SOLVER.OPTIMIZER!r}")
         return maybe_add_gradient_clipping(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """Labeled (and pseudo-labeled) batches through the training HandObjectDatasetMapper."""
+        return build_hand_object_train_loader(cfg, HandObjectDatasetMapper(cfg, True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """Deterministic crops of ``dataset_name`` (HandObjectDatasetMapper, test mode)."""
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=HandObjectDatasetMapper(cfg, False)
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
