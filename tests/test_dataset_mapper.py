@@ -346,7 +346,13 @@ def test_color_jitter_by_hand():
     assert grey[0, 0, 0] == cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)[0, 0]
     # Zero contrast: the mean grey level everywhere.
     flat = T.color_jitter(image, contrast=0.0)
-    assert (np.abs(flat - cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).mean()) <= 0.5).all()
+    assert (np.abs(flat - cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).mean()) <= 1).all()
+    # All three at once: one affine map, 0.5 * 1.5 * (0.5 x + 0.5 grey(x)) + (1 - 1.5) * 0.5 mean.
+    mixed = T.color_jitter(image, brightness=0.5, contrast=1.5, saturation=0.5).astype(float)
+    grey = image.astype(float) @ T.GREY_WEIGHTS_BGR
+    mean = grey.mean()
+    expected = 0.75 * (0.5 * image + 0.5 * grey[..., None]) - 0.25 * mean
+    assert np.abs(mixed - np.clip(expected, 0, 255)).max() <= 0.5 + 1e-9
     # Half a turn of hue takes red to cyan (OpenCV's 8-bit hue: a few levels of rounding).
     cyan = T.color_jitter(image[:, :1], hue=0.5)[0, 0].astype(int)
     assert np.abs(cyan - [255, 255, 0]).max() <= 4

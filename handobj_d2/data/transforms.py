@@ -108,25 +108,27 @@ def sample_color_jitter(strengths, rng):
     return (*factors, float(rng.uniform(-h, h)))
 
 
+# Grey level of a BGR pixel (ITU-R BT.601, OpenCV's BGR2GRAY weights).
+GREY_WEIGHTS_BGR = np.array([0.114, 0.587, 0.299])
+
+
 def color_jitter(image, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0):
-    """Colour jitter of a BGR uint8 image (H, W, 3), in this order: brightness (scale), contrast
-    (blend with the mean grey level), saturation (blend with the grey image), hue (rotation of
-    the hue channel by ``hue`` turns). Each step saturates to [0, 255]. Factors 1, 1, 1, 0
-    leave the image unchanged."""
+    """Colour jitter of a BGR uint8 image (H, W, 3), in this order: brightness (scale by
+    ``brightness``), contrast (blend with the mean grey level), saturation (blend with the
+    pixel's grey level), hue (rotation of the HSV hue by ``hue`` turns). The first three are
+    linear and run as one affine colour map (``cv2.transform``) saturating to [0, 255] once;
+    the hue rotation goes through 8-bit HSV. Factors 1, 1, 1, 0 leave the image unchanged."""
     out = image
-    if brightness != 1.0:
-        out = cv2.addWeighted(out, brightness, out, 0.0, 0.0)
-    if contrast != 1.0:
-        mean = float(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY).mean())
-        out = cv2.addWeighted(out, contrast, out, 0.0, (1.0 - contrast) * mean)
-    if saturation != 1.0:
-        grey = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-        out = cv2.addWeighted(out, saturation, grey, 1.0 - saturation, 0.0)
+    if (brightness, contrast, saturation) != (1.0, 1.0, 1.0):
+        mean_grey = float(np.dot(cv2.mean(image)[:3], GREY_WEIGHTS_BGR))
+        to_grey = np.ones((3, 1)) * GREY_WEIGHTS_BGR[None]
+        matrix = contrast * brightness * (saturation * np.eye(3) + (1 - saturation) * to_grey)
+        offset = np.full((3, 1), (1 - contrast) * brightness * mean_grey)
+        out = cv2.transform(out, np.hstack([matrix, offset]))
     shift = int(round(hue * 256)) % 256
     if shift:
         hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV_FULL)
-        lut = ((np.arange(256) + shift) % 256).astype(np.uint8)
-        hsv[..., 0] = cv2.LUT(hsv[..., 0], lut)
+        hsv[..., 0] += np.uint8(shift)  # uint8 arithmetic wraps around the colour wheel
         out = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR_FULL)
     return out
 
