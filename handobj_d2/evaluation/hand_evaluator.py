@@ -83,8 +83,9 @@ class HandPoseEvaluator(DatasetEvaluator):
 
     Metrics (images whose hand annotation has ``joints3d``), returned as ``{"hand": {...}}``:
     ``MPJPE_mm`` and ``AUC`` (root-relative joints), ``PA_MPJPE_mm`` and ``PA_AUC``
-    (Procrustes-aligned), ``joints2d_px`` (images with 2D joints); with a ``hand_layer`` and
-    MANO ground truth (``mano_pose``, ``mano_shape``): ``MPVPE_mm`` (root-relative),
+    (Procrustes-aligned), ``joints2d_px`` (images with 2D joints); with ground-truth meshes
+    (``vertices3d`` (778, 3) m camera frame, or a ``hand_layer`` and MANO ground truth
+    ``mano_pose``, ``mano_shape``): ``MPVPE_mm`` (root-relative),
     ``PA_MPVPE_mm``, ``PA_mesh_AUC``, ``F5`` and ``F15`` (F-scores of aligned meshes at 5 and
     15 mm). AUCs over 0-5 cm and F-scores are in percent. A missed image counts in the 3D
     metrics with all its points at the wrist; the 2D error covers images with a prediction.
@@ -183,10 +184,15 @@ class HandPoseEvaluator(DatasetEvaluator):
                 gt_2d.append(np.asarray(annotation["joints2d"], np.float64))
                 pred_2d.append(prediction["joints2d"])
             has_mano = annotation.get("mano_pose") is not None and "mano_shape" in annotation
-            if self._hand_layer is not None and has_mano:
+            if annotation.get("vertices3d") is not None:
+                wrist = np.asarray(annotation["joints3d"], np.float64)[0]
+                mano.append(np.asarray(annotation["vertices3d"], np.float64) - wrist)
+            elif self._hand_layer is not None and has_mano:
                 mano.append((annotation["mano_pose"], annotation["mano_shape"]))
-                missed = vertices is None
-                pred_vertices.append(np.zeros((NUM_MANO_VERTICES, 3)) if missed else vertices)
+            else:
+                continue
+            missed = vertices is None
+            pred_vertices.append(np.zeros((NUM_MANO_VERTICES, 3)) if missed else vertices)
         if not gt_joints:
             return {}
         gt_joints, pred_joints = np.stack(gt_joints), np.stack(pred_joints).astype(np.float64)
@@ -219,16 +225,20 @@ class HandPoseEvaluator(DatasetEvaluator):
 
     @torch.no_grad()
     def _gt_vertices(self, mano, batch_size=256):
-        """Wrist-centred ground-truth vertices (M, 778, 3) from (mano_pose, mano_shape) pairs."""
-        vertices = []
-        for start in range(0, len(mano), batch_size):
-            poses, shapes = zip(*mano[start : start + batch_size])
+        """Wrist-centred ground-truth vertices (M, 778, 3): each entry of ``mano`` is either the
+        vertices themselves or a (mano_pose, mano_shape) pair, posed by the hand layer."""
+        vertices = list(mano)
+        fits = [i for i, entry in enumerate(mano) if isinstance(entry, tuple)]
+        for start in range(0, len(fits), batch_size):
+            rows = fits[start : start + batch_size]
+            poses, shapes = zip(*(mano[i] for i in rows))
             verts, _ = self._hand_layer(
                 torch.as_tensor(np.stack(poses), dtype=torch.float32),
                 torch.as_tensor(np.stack(shapes), dtype=torch.float32),
             )
-            vertices.append(verts.detach().cpu().numpy().astype(np.float64))
-        return np.concatenate(vertices)
+            for i, v in zip(rows, verts.detach().cpu().numpy().astype(np.float64)):
+                vertices[i] = v
+        return np.stack(vertices)
 
 
 def _root3d(annotation):

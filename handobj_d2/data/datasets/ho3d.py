@@ -9,11 +9,14 @@
 Conversions: 3D points and rotations go from OpenGL to OpenCV (``diag(1, -1, -1)``; the MANO
 global rotation becomes ``diag(1, -1, -1) @ R_gl``), joints from MANO's order to manopth's
 (``geometry.HO3D_TO_MANOPTH``). Train frames: the hand box bounds the projected joints.
-Evaluation frames have only the wrist (``root3d``) and HO3D's ``handBoundingBox``. The object
+Evaluation frames have the wrist (``root3d``) and HO3D's ``handBoundingBox``, plus ``joints3d``
+and ``vertices3d`` where the challenge's released ground truth (``evaluation_xyz.json``,
+``evaluation_verts.json``) lies at the root. The object
 box bounds the projected model points; control points are the 21 points of
 ``objCorners3DRest``'s box. The project's synthetic sets are HO3D trees read by the same code.
 """
 
+import json
 import logging
 import os
 import pickle
@@ -23,7 +26,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
-from ...constants import CLASS_NAMES, NUM_JOINTS
+from ...constants import CLASS_NAMES, NUM_JOINTS, NUM_MANO_VERTICES
 from ...geometry import HO3D_TO_MANOPTH, OPENGL_TO_OPENCV, opengl_to_opencv
 from .object_models import YCB_SYMMETRIC_OBJECTS, ObjectModels, model_folder_files
 from .records import (
@@ -104,15 +107,44 @@ def _rotation(axis_angle):
     return cv2.Rodrigues(np.asarray(axis_angle, np.float64).reshape(3, 1))[0]
 
 
-def _hand(meta, split, K, path, skipped):
-    """Hand annotation of a frame (OpenCV frame, manopth order), or None (counted)."""
+def read_challenge_ground_truth(root, num_frames):
+    """The evaluation split's released ground truth (``evaluation_xyz.json``,
+    ``evaluation_verts.json`` at the root, in evaluation.txt order, OpenGL frame, MANO joint
+    order) as OpenCV-frame joints (N, 21, 3) in manopth order and vertices (N, 778, 3), metres;
+    None when the files are absent."""
+    paths = [os.path.join(root, f"evaluation_{kind}.json") for kind in ("xyz", "verts")]
+    if not all(os.path.isfile(p) for p in paths):
+        return None
+    arrays = []
+    for path, shape in zip(paths, ((NUM_JOINTS, 3), (NUM_MANO_VERTICES, 3))):
+        with open(path) as f:
+            try:
+                array = np.asarray(json.load(f), dtype=np.float64)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{path}: cannot read the challenge ground truth ({e})") from None
+        if array.shape != (num_frames,) + shape:
+            raise ValueError(
+                f"{path}: expected {num_frames} entries of shape {shape} (one per line of "
+                f"evaluation.txt), got an array of shape {array.shape}"
+            )
+        arrays.append(opengl_to_opencv(array))
+    return arrays[0][:, HO3D_TO_MANOPTH], arrays[1]
+
+
+def _hand(meta, split, K, path, skipped, ground_truth=None):
+    """Hand annotation of a frame (OpenCV frame, manopth order), or None (counted).
+    ``ground_truth``: (joints (21, 3), vertices (778, 3)) of an evaluation frame, if released."""
     if _absent(meta, "handJoints3D", path):
         skipped["frames without a hand annotation"] += 1
         return None
     if split == "evaluation":
         root = opengl_to_opencv(_field(meta, "handJoints3D", (3,), path))
         box = _field(meta, "handBoundingBox", (4,), path)
-        return hand_annotation(K, bbox=box, root3d=root)
+        if ground_truth is None:
+            return hand_annotation(K, bbox=box, root3d=root)
+        annotation = hand_annotation(K, joints3d=ground_truth[0], bbox=box, root3d=root)
+        annotation["vertices3d"] = ground_truth[1].astype(np.float32)
+        return annotation
     joints = opengl_to_opencv(_field(meta, "handJoints3D", (NUM_JOINTS, 3), path))
     joints = joints[HO3D_TO_MANOPTH]
     if meta.get("handPose") is None or meta.get("handBeta") is None:
@@ -159,6 +191,7 @@ def load_ho3d(root, split, version="v2", models=None, dataset_name="ho3d"):
     models = models if models is not None else ho3d_object_models(root)
     frames = read_split_list(os.path.join(root, f"{split}.txt"))
     extension = HO3D_IMAGE_EXTENSIONS[version]
+    ground_truth = read_challenge_ground_truth(root, len(frames)) if split == "evaluation" else None
     sizes, records, skipped = {}, [], SkipCounter()
     for position, (sequence, frame_id) in enumerate(
         tqdm(frames, desc=f"{dataset_name}", unit="frame", mininterval=5, leave=False)
@@ -173,7 +206,16 @@ def load_ho3d(root, split, version="v2", models=None, dataset_name="ho3d"):
         annotations = [
             a
             for a in (
-                _hand(meta, split, K, meta_path, skipped),
+                _hand(
+                    meta,
+                    split,
+                    K,
+                    meta_path,
+                    skipped,
+                    None
+                    if ground_truth is None
+                    else (ground_truth[0][position], ground_truth[1][position]),
+                ),  # fmt: skip
                 _object(meta, K, models, root, meta_path, skipped),
             )
             if a is not None
