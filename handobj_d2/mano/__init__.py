@@ -3,6 +3,7 @@ the project's synthetic MANO-format hand."""
 
 from .io import MANO_HELP, load_mano_model, read_mano_file
 from .layer import HandLayer, ManoLayer, build_hand_layer
+from .synthetic import build_synthetic_mano, write_synthetic_mano
 
 __all__ = [
     "HandLayer",
@@ -11,4 +12,6 @@ __all__ = [
     "load_mano_model",
     "read_mano_file",
     "MANO_HELP",
+    "build_synthetic_mano",
+    "write_synthetic_mano",
 ]

@@ -13,9 +13,12 @@ side, the palm facing -y (dorsal side +y), wrist near x = +0.096. Joints in MANO
 wrist to middle knuckle 9.6 cm, middle finger 4.5 / 2.7 / 2.3 cm (hand length 19.1 cm), palm
 8.4 cm wide at the knuckles.
 
-Flexion convention (same as MANO): a finger joint flexes, curling the bone after it towards
-the palm, by a positive rotation about ``bone x palm_normal`` (rest-pose axes; for the fingers
-about +z). The thumb swings in front of the palm (opposition) about +x at its first joint.
+Flexion convention (rest-pose axes, as MANO's pose parameters): a finger joint flexes, curling
+the bone after it towards the palm, by a positive rotation about ``bone x pad`` where the pad
+faces the palm normal (-y), so the four fingers flex about +z (MANO's hands_mean curls them
+with positive z too). The thumb's pad faces half-way between the palm normal and the fingers;
+its joints flex about ``bone x pad`` and its first joint also swings it in front of the palm
+(opposition) by a positive rotation about +x (``across x palm_normal``).
 
 The left hand is the right one mirrored (x -> -x), faces re-wound, like MANO_LEFT.
 """
@@ -58,20 +61,20 @@ PALM_NORMAL = np.array([0.0, -1.0, 0.0])  # out of the palm
 # span on the palm (metres).
 _FINGER_DESIGN = {
     "index": dict(mcp=(0.004, 0.004, 0.028), angle=6.0, lengths=(0.040, 0.023, 0.021),
-                  size=(0.0195, 0.0175), span=(0.0400, 0.0168)),
+                  size=(0.0205, 0.0185), span=(0.0400, 0.0168)),
     "middle": dict(mcp=(-0.001, 0.005, 0.0055), angle=0.0, lengths=(0.045, 0.027, 0.023),
-                   size=(0.0195, 0.0178), span=(0.0168, -0.0052)),
+                   size=(0.0205, 0.0188), span=(0.0168, -0.0052)),
     "ring": dict(mcp=(0.006, 0.004, -0.0155), angle=-5.0, lengths=(0.042, 0.026, 0.022),
-                 size=(0.0185, 0.0168), span=(-0.0052, -0.0253)),
+                 size=(0.0195, 0.0178), span=(-0.0052, -0.0253)),
     "pinky": dict(mcp=(0.018, 0.002, -0.0345), angle=-11.0, lengths=(0.033, 0.019, 0.020),
-                  size=(0.0165, 0.0150), span=(-0.0253, -0.0440)),
+                  size=(0.0175, 0.0160), span=(-0.0253, -0.0440)),
 }  # fmt: skip
 # Thumb: first joint (CMC, inside the thenar), direction, lengths, base width and thickness.
 _THUMB_DESIGN = dict(
     cmc=(0.072, -0.002, 0.022),
     direction=(-0.64, -0.06, 0.77),
     lengths=(0.040, 0.031, 0.026),
-    size=(0.0215, 0.0190),
+    size=(0.026, 0.023),
 )
 _KNUCKLE_EDGES = 4  # mesh edges per finger along each side of the palm's distal loop
 _RING = 2 * _KNUCKLE_EDGES + 2  # vertices of every finger ring
@@ -165,11 +168,18 @@ def _fractions_from_start(t):
     return (t - t[0]) % 1.0
 
 
-def _frame(direction):
-    """(side, up) completing a tube direction: up = the dorsal side (-PALM_NORMAL) made
-    orthogonal to it, side = up x direction, so angles from side towards up turn about it."""
-    back = -PALM_NORMAL
-    up = _unit(back - (back @ direction) * direction)
+def _pad_direction(direction, thumb=False):
+    """Unit direction a finger's pad faces: the palm normal; for the thumb, half-way between
+    the palm normal and the fingers (``normal x direction``)."""
+    if not thumb:
+        return PALM_NORMAL
+    return _unit(PALM_NORMAL + np.cross(PALM_NORMAL, direction))
+
+
+def _frame(direction, pad):
+    """(side, up) completing a tube direction: up = the nail side (-pad) made orthogonal to
+    it, side = up x direction, so angles from side towards up turn about the direction."""
+    up = _unit(-pad - (-pad @ direction) * direction)
     return np.cross(up, direction), up
 
 
@@ -181,7 +191,7 @@ def _interp(s, table):
 # Palm cross-section along the palm (fraction s from the wrist to the knuckles): half-width,
 # half-thickness (metres). Centre height is constant; the knuckle line sets where it ends.
 _PALM_HALF_WIDTH = ((0.0, 0.028), (0.3, 0.037), (0.7, 0.041), (1.0, 0.042))
-_PALM_HALF_THICKNESS = ((0.0, 0.0165), (0.3, 0.0155), (0.65, 0.0138), (1.0, 0.0115))
+_PALM_HALF_THICKNESS = ((0.0, 0.0175), (0.3, 0.0178), (0.65, 0.0165), (1.0, 0.013))
 _PALM_Y, _PALM_Z = 0.004, -0.002
 _WRIST_LOOP_X = 0.100
 _SUPERELLIPSE = 3.0  # exponent of the palm's rounded-rectangle cross-section
@@ -277,7 +287,7 @@ class _Hand:
         thickness of each ring, joints: distances of the finger's three joints (for labels).
         """
         mesh = self.mesh
-        side, up = _frame(direction)
+        side, up = _frame(direction, _pad_direction(direction, name == "thumb"))
         base_points = mesh.points[0][base_loop] if len(mesh.points) == 1 else None
         if base_points is None:
             base_points = np.concatenate(mesh.points)[base_loop]
@@ -504,14 +514,16 @@ class _Hand:
         return posedirs
 
     def flexion_axes(self):
-        """(15, 3) rest-pose flexion axis of every finger joint (MANO order 1-15): bone x
-        palm normal; the thumb's first joint opposes about +x."""
+        """(15, 3) rest-pose flexion axis of every finger joint (MANO order 1-15): bone x pad
+        direction (a positive rotation curls the finger towards its pad); the thumb's first
+        joint opposes (swings the thumb in front of the palm) about across x palm normal."""
         axes = np.zeros((15, 3))
         for name, finger in self.fingers.items():
             first = FINGERS[name]["joint"]
-            axis = _unit(np.cross(finger["direction"], PALM_NORMAL))
-            axes[first - 1 : first + 2] = axis
-        axes[12] = (1.0, 0.0, 0.0)
+            pad = _pad_direction(finger["direction"], name == "thumb")
+            axes[first - 1 : first + 2] = _unit(np.cross(finger["direction"], pad))
+        across = np.array([0.0, 0.0, 1.0])
+        axes[12] = np.cross(across, PALM_NORMAL)
         return axes
 
 

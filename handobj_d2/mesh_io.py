@@ -1,0 +1,73 @@
+"""Triangle mesh files (.obj, .ply) through trimesh: export (atomic) and load."""
+
+import os
+import tempfile
+
+import numpy as np
+import trimesh
+
+MESH_FORMATS = ("obj", "ply")
+
+
+def _format(path):
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in MESH_FORMATS:
+        raise ValueError(
+            f"{path}: unsupported mesh file extension {extension!r}; use one of {MESH_FORMATS}"
+        )
+    return extension
+
+
+def export_mesh(path, vertices, faces, vertex_colors=None):
+    """Write a mesh to ``path`` (.obj or .ply, by extension), atomically.
+
+    vertices (N, 3) float (metres in this project), faces (F, 3) vertex ids, vertex_colors
+    None or (N, 3) / (N, 4) RGB(A), floats in [0, 1] or uint8.
+    """
+    file_format = _format(path)
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        raise ValueError(f"{path}: vertices must be (N, 3), got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"{path}: faces must be (F, 3), got {faces.shape}")
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ValueError(
+            f"{path}: faces index vertices {faces.min()}..{faces.max()} but there are "
+            f"{len(vertices)} vertices"
+        )
+    if vertex_colors is not None:
+        vertex_colors = np.asarray(vertex_colors)
+        if vertex_colors.shape not in ((len(vertices), 3), (len(vertices), 4)):
+            raise ValueError(
+                f"{path}: vertex_colors must be ({len(vertices)}, 3 or 4), "
+                f"got {vertex_colors.shape}"
+            )
+        if vertex_colors.dtype != np.uint8:
+            vertex_colors = np.round(np.clip(vertex_colors, 0, 1) * 255).astype(np.uint8)
+    mesh = trimesh.Trimesh(vertices, faces, vertex_colors=vertex_colors, process=False)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=f".{file_format}.tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            mesh.export(f, file_type=file_format)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return path
+
+
+def load_mesh(path):
+    """Read an .obj or .ply file -> vertices (N, 3) float64, faces (F, 3) int64, in file order."""
+    file_format = _format(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"mesh file not found: {path}")
+    try:
+        mesh = trimesh.load(path, file_type=file_format, process=False, force="mesh")
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read it as a .{file_format} mesh ({e})") from e
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.vertices) == 0:
+        raise ValueError(f"{path}: holds no triangle mesh")
+    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
