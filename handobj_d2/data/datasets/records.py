@@ -41,7 +41,7 @@ class SkipCounter(Counter):
     """Frames left out by a loader, by reason; ``log`` reports them with the kept count."""
 
     def log(self, dataset, kept):
-        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.items()))
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.items()) if n)
         logger.info(f"{dataset}: {kept} records" + (f"; left out: {skipped}" if skipped else ""))
 
 

@@ -1,0 +1,191 @@
+"""DexYCB loader on a tiny tree in the released format (meta.yml, calibration YAML files,
+labels_%06d.npz, YCB OBJ models): the s0 split rule, the kept frames (right hand, hand
+present, grasped object posed and in the grasp), records checked by hand, MANO PCA -> full
+axis-angle, and errors naming the files."""
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from handobj_d2.data.datasets import load_dexycb, register_dexycb
+from handobj_d2.data.datasets.dexycb import DEXYCB_SERIALS, DEXYCB_SUBJECTS
+from handobj_d2.mano import load_mano_model
+
+RANDOM_MANO = str(Path(__file__).parent / "fixtures" / "mano" / "mano_format_random_chumpy.pkl")
+SUBJECT = DEXYCB_SUBJECTS[0]
+SEQUENCES = [f"20200709_14{i:04d}" for i in range(5)]  # sorted: positions 0..4
+BETAS = [round(0.1 * i, 1) for i in range(10)]
+CUBE = 0.02 * np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+
+
+def intrinsics(serial_index):
+    return {"fx": 600.0 + serial_index, "fy": 610.0, "ppx": 320.0, "ppy": 240.0}
+
+
+def hand_joints(x0):
+    j = np.arange(21)
+    return np.stack([x0 + 0.001 * j, 0.002 * j, np.full(21, 0.5)], 1)
+
+
+def write_labels(path, joints3d, object_pose, pca=None):
+    """labels npz of a frame: two objects (the grasped one second), one hand."""
+    pose_y = np.zeros((2, 3, 4), np.float32)
+    pose_y[0] = np.hstack([np.eye(3), [[0.3], [0.0], [0.8]]])
+    if object_pose is not None:
+        pose_y[1] = object_pose
+    pose_m = np.zeros((1, 51), np.float32)
+    pose_m[0, :3] = [0.1, -0.2, 0.3]
+    if pca is not None:
+        pose_m[0, 3:48] = pca
+    joint_2d = 100 + np.arange(21)[:, None] * np.array([2.0, 1.0])
+    if joints3d is None:
+        joints3d, joint_2d = -np.ones((21, 3)), -np.ones((21, 2))
+    np.savez(
+        path,
+        seg=np.zeros((4, 4), np.uint8),
+        pose_y=pose_y,
+        pose_m=pose_m,
+        joint_3d=np.asarray(joints3d, np.float32)[None],
+        joint_2d=np.asarray(joint_2d, np.float32)[None],
+    )
+
+
+def write_sequence(root, name, side, frames):
+    """frames: list of (joints3d or None, object pose (3, 4) or None)."""
+    folder = os.path.join(root, SUBJECT, name)
+    os.makedirs(folder)
+    meta = {
+        "serials": list(DEXYCB_SERIALS),
+        "num_frames": len(frames),
+        "ycb_ids": [2, 5],  # 003_cracker_box, 006_mustard_bottle (grasped)
+        "ycb_grasp_ind": 1,
+        "mano_sides": [side],
+        "mano_calib": ["20200709-subject-01"],
+    }
+    with open(os.path.join(folder, "meta.yml"), "w") as f:
+        yaml.safe_dump(meta, f)
+    pca = np.zeros(45)
+    pca[0] = 1.0
+    for serial in DEXYCB_SERIALS:
+        os.makedirs(os.path.join(folder, serial))
+        for index, (joints, pose) in enumerate(frames):
+            write_labels(os.path.join(folder, serial, f"labels_{index:06d}.npz"), joints, pose, pca)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("dexycb"))
+    for subject in DEXYCB_SUBJECTS:
+        os.makedirs(os.path.join(root, subject))
+    calib = os.path.join(root, "calibration")
+    os.makedirs(os.path.join(calib, "intrinsics"))
+    for i, serial in enumerate(DEXYCB_SERIALS):
+        with open(os.path.join(calib, "intrinsics", f"{serial}_640x480.yml"), "w") as f:
+            yaml.safe_dump({"color": intrinsics(i), "depth": intrinsics(i)}, f)
+    os.makedirs(os.path.join(calib, "mano_20200709-subject-01"))
+    with open(os.path.join(calib, "mano_20200709-subject-01", "mano.yml"), "w") as f:
+        yaml.safe_dump({"betas": BETAS}, f)
+    for name in ("003_cracker_box", "006_mustard_bottle"):
+        os.makedirs(os.path.join(root, "models", name))
+        with open(os.path.join(root, "models", name, "textured_simple.obj"), "w") as f:
+            f.write("# cube\nmtllib textured_simple.obj.mtl\n")
+            f.writelines(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in CUBE)
+            f.write("vt 0 0\nf 1/1 2/1 3/1\n")
+    pose = np.hstack([np.eye(3), [[0.0], [0.0], [0.5]]])
+    write_sequence(root, SEQUENCES[0], "right", [
+        (hand_joints(0.025), pose),  # kept: the closest joint is 5 mm from the object's box
+        (None, pose),  # no hand
+        (hand_joints(0.3), pose),  # hand 28 cm away: object not in the grasp
+    ])  # fmt: skip
+    write_sequence(root, SEQUENCES[1], "left", [(hand_joints(0.025), pose)])
+    write_sequence(root, SEQUENCES[2], "right", [(hand_joints(0.025), None)])  # object not posed
+    write_sequence(root, SEQUENCES[3], "right", [(None, pose)])
+    write_sequence(root, SEQUENCES[4], "right", [(hand_joints(0.02), pose)])  # val/test position
+    return root
+
+
+def test_train_records_by_hand(tree, caplog):
+    with caplog.at_level(logging.INFO):
+        records = load_dexycb(tree, "train", mano_path=RANDOM_MANO, dataset_name="fixture")
+    # Sequence positions 0-3 are train; only position 0's first frame is kept, on 8 cameras.
+    assert len(records) == 8
+    assert "8 frames of left-hand sequences" in caplog.text
+    assert "16 frames without a hand" in caplog.text
+    assert "8 frames with the object out of the grasp" in caplog.text
+    assert "8 frames without a pose of the grasped object" in caplog.text
+    record = records[1]
+    serial = DEXYCB_SERIALS[1]
+    assert record["image_id"] == f"{SUBJECT}/{SEQUENCES[0]}/{serial}/000000"
+    assert record["file_name"] == os.path.join(
+        os.path.abspath(tree), SUBJECT, SEQUENCES[0], serial, "color_000000.jpg"
+    )
+    assert record["sequence"] == f"{SUBJECT}/{SEQUENCES[0]}/{serial}" and record["frame_index"] == 0
+    assert (record["height"], record["width"]) == (480, 640)
+    assert np.allclose(record["camera_K"], [[601, 0, 320], [0, 610, 240], [0, 0, 1]])
+    hand, obj = record["annotations"]
+    assert np.allclose(hand["joints3d"], hand_joints(0.025))
+    assert np.allclose(hand["joints2d"][20], [140, 120])  # from joint_2d, not re-projected
+    assert np.allclose(hand["bbox"], [100, 100, 140, 120])
+    model = load_mano_model(RANDOM_MANO)
+    assert np.allclose(hand["mano_pose"][:3], [0.1, -0.2, 0.3])
+    expected = np.asarray(model["hands_components"])[0] + np.asarray(model["hands_mean"])
+    assert np.allclose(hand["mano_pose"][3:], expected, atol=1e-6)
+    assert np.allclose(hand["mano_shape"], BETAS)
+    assert obj["object_name"] == "006_mustard_bottle"
+    assert np.allclose(obj["object_R"], np.eye(3)) and np.allclose(obj["object_t"], [0, 0, 0.5])
+    # Model: a 4 cm cube at 0.5 m; its near face (z = 0.48) bounds the projection.
+    half = 0.02 / 0.48
+    assert np.allclose(
+        obj["bbox"], [320 - 601 * half, 240 - 610 * half, 320 + 601 * half, 240 + 610 * half]
+    )
+    assert np.allclose(obj["control_points2d"][20], [320, 240])
+    assert np.allclose(obj["control_points3d"][0], [-0.02, -0.02, -0.02])
+    assert np.isclose(obj["object_diameter"], 0.04 * np.sqrt(3))
+
+
+def test_splits_and_no_mano(tree):
+    val = load_dexycb(tree, "val")
+    assert {r["image_id"].split("/")[1] for r in val} == {SEQUENCES[4]} and len(val) == 8
+    assert "mano_pose" not in val[0]["annotations"][0]
+    assert load_dexycb(tree, "test") == []  # no sequences for subjects 3-10 in the fixture
+
+
+def test_registration(tree):
+    register_dexycb("fixture_dexycb_val", tree, "val", mano_path="")
+    try:
+        assert len(DatasetCatalog.get("fixture_dexycb_val")) == 8
+        models = MetadataCatalog.get("fixture_dexycb_val").object_models
+        assert sorted(models) == ["003_cracker_box", "006_mustard_bottle"]
+        assert MetadataCatalog.get("fixture_dexycb_val").evaluator_type == "handobj"
+    finally:
+        DatasetCatalog.remove("fixture_dexycb_val")
+        MetadataCatalog.remove("fixture_dexycb_val")
+
+
+def test_missing_layout_is_listed(tmp_path):
+    os.makedirs(tmp_path / DEXYCB_SUBJECTS[0])
+    with pytest.raises(FileNotFoundError) as error:
+        register_dexycb("fixture_dexycb_incomplete", str(tmp_path), "val")
+    message = str(error.value)
+    assert DEXYCB_SUBJECTS[1] in message and "models" in message
+    assert f"{DEXYCB_SERIALS[0]}_640x480.yml" in message and DEXYCB_SUBJECTS[0] not in message
+
+
+def test_malformed_files_are_named(tree, tmp_path):
+    broken = tmp_path / "labels.npz"
+    broken.write_bytes(b"PK\x03\x04 broken zip")
+    from handobj_d2.data.datasets.dexycb import read_intrinsics, read_labels
+
+    with pytest.raises(ValueError, match="labels.npz"):
+        read_labels(str(broken))
+    np.savez(tmp_path / "partial.npz", joint_3d=np.zeros((1, 21, 3)))
+    with pytest.raises(ValueError, match="partial.npz.*joint_2d"):
+        read_labels(str(tmp_path / "partial.npz"))
+    (tmp_path / "bad.yml").write_text("color: {fx: 1, fy: 2}\n")
+    with pytest.raises(ValueError, match="bad.yml"):
+        read_intrinsics(str(tmp_path / "bad.yml"))
