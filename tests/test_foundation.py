@@ -1,5 +1,6 @@
 """The Detectron2 install is real, and the tools fail clearly on bad input."""
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -172,6 +173,14 @@ def test_installed_detectron2_is_a_pip_distribution():
     )
     assert listed.returncode == 0, "pip does not list detectron2"
     assert "Name: detectron2" in listed.stdout
+
+
+def test_our_detectron2_build_installs_only_detectron2_packages():
+    distribution = importlib.metadata.distribution("detectron2")
+    if "no compiled ops" not in (distribution.metadata["Summary"] or ""):
+        pytest.skip("detectron2 was not installed by tools/install_detectron2.py")
+    top_level = {str(f).split("/")[0] for f in distribution.files if str(f).endswith(".py")}
+    assert top_level == {"detectron2"}, "a package besides detectron2 would shadow the project's"
 
 
 @pytest.mark.parametrize(

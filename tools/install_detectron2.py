@@ -97,7 +97,9 @@ setup(
     "NumPy, Pillow and setuptools",
     url="https://github.com/facebookresearch/detectron2",
     license="Apache-2.0",
-    packages=find_packages(exclude=("configs", "tests*", "projects*")) + list(PROJECTS),
+    # detectron2's own packages only: its sdist also holds a top-level "tools" package that
+    # would shadow the tools/ of projects built on it.
+    packages=find_packages(include=("detectron2", "detectron2.*")) + list(PROJECTS),
     package_dir=PROJECTS,
     package_data={{"detectron2.model_zoo": configs}},
     python_requires=">=3.7",
