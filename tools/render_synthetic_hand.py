@@ -5,10 +5,12 @@
     python tools/render_synthetic_hand.py --mano-path mano_v1_2/models/MANO_RIGHT.pkl --output x.png
 
 Poses (right hand): flat, fist, pinch (thumb and index tips meet) and pointing. They are built
-from the rest joints alone (any MANO-format right hand works): a finger joint flexes by a
-positive rotation about ``bone x palm_normal``; the thumb's first joint opposes it in front of
-the palm about ``across x palm_normal``. Each panel shows the hand from the palm side and in a
-three-quarter view, drawn by handobj_d2.rendering.
+from the rest joints alone (any MANO-format right hand works), with the synthetic hand's flexion
+convention: a joint curls the bone after it towards its pad by a positive rotation about
+``bone x pad``; the pad faces the palm normal (the thumb's: half-way between the palm normal and
+the fingers); the thumb's first joint opposes it in front of the palm about
+``across x palm_normal``. Top row from the palm side, bottom row from the back, drawn by
+handobj_d2.rendering.
 """
 
 import argparse
@@ -31,8 +33,8 @@ POSES = {
     "flat": {},
     "fist": {"index": (1.45, 1.6, 1.0), "middle": (1.45, 1.6, 1.0), "ring": (1.45, 1.6, 1.0),
              "pinky": (1.45, 1.6, 1.0), "thumb": (1.0, 0.9, 1.2)},
-    "pinch": {"index": (0.55, 0.75, 0.45), "middle": (0.35, 0.5, 0.3), "ring": (0.4, 0.55, 0.3),
-              "pinky": (0.45, 0.6, 0.35), "thumb": (1.0, 0.25, 0.35)},
+    "pinch": {"index": (0.9, 0.9, 0.55), "middle": (0.35, 0.5, 0.3), "ring": (0.4, 0.55, 0.3),
+              "pinky": (0.45, 0.6, 0.35), "thumb": (1.0, 0.3, 0.45)},
     "pointing": {"index": (0.0, 0.05, 0.0), "middle": (1.45, 1.6, 1.0), "ring": (1.45, 1.6, 1.0),
                  "pinky": (1.45, 1.6, 1.0), "thumb": (0.9, 0.45, 0.6)},
 }  # fmt: skip

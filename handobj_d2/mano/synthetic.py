@@ -10,8 +10,8 @@ faces = 2 * vertices - 2 - 16.
 Rest pose, as MANO's right hand (metres): a flat hand, fingers along -x, the thumb on the +z
 side, the palm facing -y (dorsal side +y), wrist near x = +0.096. Joints in MANO's order
 (wrist; index, middle, pinky, ring, thumb, each 1-3). Proportions from hand anthropometry:
-wrist to middle knuckle 9.6 cm, middle finger 4.5 / 2.7 / 2.3 cm (hand length 19.1 cm), palm
-8.4 cm wide at the knuckles.
+wrist to middle knuckle 9.7 cm, middle finger 4.5 / 2.7 / 2.3 cm (hand length 19.2 cm), 8.5 cm
+across the knuckles, volume 0.32 l.
 
 Flexion convention (rest-pose axes, as MANO's pose parameters): a finger joint flexes, curling
 the bone after it towards the palm, by a positive rotation about ``bone x pad`` where the pad
@@ -190,7 +190,7 @@ def _interp(s, table):
 
 # Palm cross-section along the palm (fraction s from the wrist to the knuckles): half-width,
 # half-thickness (metres). Centre height is constant; the knuckle line sets where it ends.
-_PALM_HALF_WIDTH = ((0.0, 0.028), (0.3, 0.037), (0.7, 0.041), (1.0, 0.042))
+_PALM_HALF_WIDTH = ((0.0, 0.029), (0.3, 0.0385), (0.7, 0.0415), (1.0, 0.042))
 _PALM_HALF_THICKNESS = ((0.0, 0.0175), (0.3, 0.0178), (0.65, 0.0165), (1.0, 0.013))
 _PALM_Y, _PALM_Z = 0.004, -0.002
 _WRIST_LOOP_X = 0.100
