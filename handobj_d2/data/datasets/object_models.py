@@ -83,6 +83,11 @@ class ObjectModels(Mapping):
         scale: multiplies the file's coordinates to give metres.
     """
 
+    # Identity comparison: comparing models would read every file (and numpy arrays do not
+    # compare to a bool), e.g. when Detectron2's Metadata checks a value set twice.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
     def __init__(self, find_files, symmetric=(), scale=1.0):
         self._find_files = find_files
         self._files = None
