@@ -295,6 +295,22 @@ def test_flat_hand_is_flat_and_the_fist_closes(layer):
     assert (posed / rest).max() < 2.5
 
 
+def test_mean_pose_is_a_relaxed_curl():
+    flat = ManoLayer(mano_path="", use_pca=False, flat_hand_mean=True)
+    relaxed = ManoLayer(mano_path="", use_pca=False, flat_hand_mean=False)
+    with torch.no_grad():
+        (flat_v, flat_j), (relaxed_v, relaxed_j) = (m(torch.zeros(1, 48)) for m in (flat, relaxed))
+    tips = [4, 8, 12, 16, 20]
+
+    def tip_distances(vertices, joints):
+        return np.linalg.norm(
+            (joints[0, tips] - vertices[0, list(PALM_CENTRE)].mean(0)).numpy(), axis=1
+        )
+
+    ratio = tip_distances(relaxed_v, relaxed_j) / tip_distances(flat_v, flat_j)
+    assert ((ratio > 0.6) & (ratio < 0.95)).all(), ratio  # every finger curls, a little
+
+
 def test_gradients_reach_pose_and_shape(layer):
     pose = (torch.randn(2, 48) * 0.3).requires_grad_()
     betas = torch.randn(2, 10).requires_grad_()

@@ -53,7 +53,7 @@ PAD_VERTICES = {
 # manopth's root_palm joint is the mean of these two: palm centre, palmar and dorsal side.
 PALM_VERTICES = (95, 22)
 
-WRIST = np.array([0.096, 0.004, 0.004])
+WRIST = np.array([0.096, 0.004, 0.004])  # MANO joint 0
 PALM_NORMAL = np.array([0.0, -1.0, 0.0])  # out of the palm
 # Per finger (radial to ulnar on the knuckle line): knuckle (MCP) position, direction in the
 # x-z plane (degrees from -x towards +z), phalanx lengths (proximal, middle, distal to the tip,
@@ -204,7 +204,7 @@ class _Hand:
     def __init__(self):
         self.mesh = _MeshBuilder()
         self.joints = np.zeros((16, 3))
-        self.joints[0] = (0.096, _PALM_Y, _PALM_Z + 0.006)
+        self.joints[0] = WRIST
         self.fingers = {}
         self._build_palm()
         for name in ("index", "middle", "ring", "pinky"):
@@ -288,14 +288,11 @@ class _Hand:
         """
         mesh = self.mesh
         side, up = _frame(direction, _pad_direction(direction, name == "thumb"))
-        base_points = mesh.points[0][base_loop] if len(mesh.points) == 1 else None
-        if base_points is None:
-            base_points = np.concatenate(mesh.points)[base_loop]
-        t_base = _angle_fraction(base_points, origin, side, up)
+        t_base = _angle_fraction(np.concatenate(mesh.points)[base_loop], origin, side, up)
         start = t_base[0]
         t_base = _fractions_from_start(t_base)
         if np.any(np.diff(t_base) <= 0):
-            raise AssertionError(f"synthetic hand: the {name} base loop does not turn about it")
+            raise RuntimeError(f"synthetic hand: the {name}'s base loop does not turn about it")
         angles = 2 * np.pi * (start + np.arange(_RING) / _RING)
         t_ring = np.arange(_RING) / _RING
         previous, previous_t = base_loop, t_base
@@ -446,9 +443,7 @@ class _Hand:
         for joint, allowed in parts.items():
             candidates = np.flatnonzero(np.isin(self.part, allowed))
             distance = np.linalg.norm(self.v[candidates] - self.joints[joint], axis=1)
-            count = 20 if joint == 0 or len(allowed) == 1 else 30
-            if joint == 0:
-                count = 32
+            count = 32 if joint == 0 else 20 if len(allowed) == 1 else 30
             near = candidates[np.argsort(distance)[:count]]
             prior = np.exp(-((np.sort(distance)[:count] / 0.01) ** 2))
             prior /= prior.sum()
@@ -575,9 +570,9 @@ def _synergies(axes):
 
 def _relaxed_pose(axes):
     """(45,) a slightly curled, relaxed hand (MANO's hands_mean role)."""
-    curl = {"index": (0.18, 0.3, 0.15), "middle": (0.22, 0.35, 0.18),
-            "ring": (0.28, 0.4, 0.2), "pinky": (0.34, 0.45, 0.22)}  # fmt: skip
-    per_joint = {13: 0.25 * axes[12], 14: 0.2 * axes[13], 15: 0.2 * axes[14]}
+    curl = {"index": (0.3, 0.45, 0.2), "middle": (0.35, 0.5, 0.25),
+            "ring": (0.4, 0.55, 0.25), "pinky": (0.45, 0.6, 0.3)}  # fmt: skip
+    per_joint = {13: 0.4 * axes[12], 14: 0.3 * axes[13], 15: 0.3 * axes[14]}
     for name, levels in curl.items():
         first = FINGERS[name]["joint"]
         for level, amount in enumerate(levels):
@@ -593,7 +588,8 @@ def _special_vertex_order(hand, count):
         finger = hand.fingers[name]
         wanted[spec["tip"]] = finger["apex"]
         ring = finger["last_ring"]
-        pads = ring[np.argsort(-(hand.v[ring] @ PALM_NORMAL))]
+        pad = _pad_direction(finger["direction"], name == "thumb")
+        pads = ring[np.argsort(-(hand.v[ring] @ pad))]
         for vertex_id, old in zip(PAD_VERTICES[name], pads):
             wanted[vertex_id] = old
     centre = (hand.joints[0] + hand.joints[4]) / 2
