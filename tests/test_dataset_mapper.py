@@ -239,9 +239,9 @@ def test_evaluation_and_box_only_records():
     assert out["hand"]["joints3d"].abs().sum() == 0
     boxes_only = {"image_id": "demo", "hand_box": [40, 30, 80, 70], "object_box": [70, 40, 100, 60]}
     out = mapper(False, crop_size=180).map(boxes_only, image)
-    assert np.allclose(out["hand"]["box"].numpy(), [30, 50, 110, 130])
-    assert np.allclose(out["object"]["box"].numpy(), [90, 70, 150, 110])
-    assert "camera_K" not in out
+    assert np.allclose(out["hand_box"].numpy(), [30, 50, 110, 130])
+    assert np.allclose(out["object_box"].numpy(), [90, 70, 150, 110])
+    assert "hand" not in out and "object" not in out and "camera_K" not in out
     nothing = mapper(False, crop_size=80).map({"image_id": "raw"}, image)
     # Whole 160x120 image, padded to a 160 px square: scale 0.5, offset 20 px vertically.
     assert np.allclose(nothing["image_to_input"].numpy(), [[0.5, 0, 0], [0, 0.5, 10], [0, 0, 1]])

@@ -10,6 +10,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from ho3d_fixture import write_ho3d_tree
 
+from handobj_d2.data import HandObjectDatasetMapper
 from handobj_d2.data.datasets import register_ho3d
 from handobj_d2.engine import HandObjectTrainer, setup_cfg
 
@@ -60,3 +61,21 @@ def test_train_and_test_loaders_feed_the_model(datasets):
     with torch.no_grad():
         (output,) = model([sample])
     assert output["hand_object"].joints2d.shape == (1, 21, 2)
+    # A test-time record with only given boxes (demo, unlabeled video) runs too.
+    boxes_only = {
+        "file_name": sample_record(datasets["evaluation"])["file_name"],
+        "image_id": "boxes_only",
+        "hand_box": [20, 5, 50, 30],
+        "object_box": [35, 10, 60, 40],
+    }
+    mapped = HandObjectDatasetMapper(cfg, False)(boxes_only)
+    with torch.no_grad():
+        (output,) = model([mapped])
+    assert output["hand_object"].hand_boxes.tensor.shape == (1, 4)
+    assert torch.allclose(
+        output["hand_object"].hand_boxes.tensor[0], torch.tensor([20.0, 5, 50, 30])
+    )
+
+
+def sample_record(name):
+    return DatasetCatalog.get(name)[0]

@@ -169,9 +169,16 @@ class HandObjectDatasetMapper:
         roll = T.roll_matrix(angle)
         rotate = T.roll_homography(pivot, angle)
 
-        hand_label = self._hand_label(hand, record, rotate, roll, name)
-        object_label = self._object_label(obj, record, rotate, roll, K, name)
+        hand_label = self._hand_label(hand, rotate, roll, name)
+        object_label = self._object_label(obj, rotate, roll, K, name)
+        # Boxes given without annotations (demo, unlabeled video): "hand_box" / "object_box".
+        given = {
+            key: T.transform_box(_array(record[key], (4,), f"{name} {key}"), rotate)
+            for key, label in (("hand_box", hand_label), ("object_box", object_label))
+            if label is None and record.get(key) is not None
+        }
         boxes = [label["box"] for label in (hand_label, object_label) if label is not None]
+        boxes += list(given.values())
         if boxes:
             fused = boxes[0] if len(boxes) == 1 else union_box(*boxes)
             if (fused[2:] - fused[:2]).max() < 1.0:
@@ -217,6 +224,8 @@ class HandObjectDatasetMapper:
             if (clipped[2:] > clipped[:2]).all():
                 classes.append(category)
                 detector_boxes.append(clipped)
+        for key, box in given.items():
+            result[key] = _f32(T.apply_affine(box.reshape(2, 2), crop).reshape(4))
         instances = Instances((size, size))
         instances.gt_boxes = Boxes(_f32(np.array(detector_boxes).reshape(-1, 4)))
         instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
@@ -230,13 +239,10 @@ class HandObjectDatasetMapper:
             result["object"] = _tensors(object_label)
         return result
 
-    def _hand_label(self, annotation, record, rotate, roll, name):
+    def _hand_label(self, annotation, rotate, roll, name):
         """Hand targets after the roll (pixels of the rotated original image), or None."""
         if annotation is None:
-            box = record.get("hand_box")
-            if box is None:
-                return None
-            return {"box": T.transform_box(_array(box, (4,), f"{name} hand_box"), rotate)}
+            return None
         joints2d = annotation.get("joints2d")
         has_joints2d = joints2d is not None
         joints2d = (
@@ -276,13 +282,10 @@ class HandObjectDatasetMapper:
             "has_mano": has_mano,
         }
 
-    def _object_label(self, annotation, record, rotate, roll, K, name):
+    def _object_label(self, annotation, rotate, roll, K, name):
         """Object targets after the roll (pixels of the rotated original image), or None."""
         if annotation is None:
-            box = record.get("object_box")
-            if box is None:
-                return None
-            return {"box": T.transform_box(_array(box, (4,), f"{name} object_box"), rotate)}
+            return None
         points2d = annotation.get("control_points2d")
         points2d = (
             None
