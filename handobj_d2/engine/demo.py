@@ -1,0 +1,167 @@
+"""The demo: predict on images, videos or a webcam; draw the predictions, save the hand meshes
+and a JSON of every prediction (``tools/demo.py`` is its command line).
+
+Images are BGR uint8; meshes are in metres in the OpenCV camera frame of the intrinsics used.
+"""
+
+import logging
+import os
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, read_image
+from ..geometry import default_intrinsics
+from ..mesh_io import export_mesh
+from ..visualization import draw_hand_object
+
+logger = logging.getLogger(__name__)
+
+
+class DemoInputError(ValueError):
+    """A user-facing problem with an input path."""
+
+
+def expand_inputs(paths):
+    """Inputs -> list of ("image", path) / ("video", path) / ("webcam", 0) in order."""
+    items = []
+    for path in paths:
+        if path == "webcam":
+            items.append(("webcam", 0))
+        elif os.path.isdir(path):
+            images = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
+            videos = sorted(f for f in os.listdir(path) if f.lower().endswith(VIDEO_EXTENSIONS))
+            if not images and not videos:
+                raise DemoInputError(f"{path}: folder holds no images or videos")
+            items += [("image", os.path.join(path, f)) for f in images]
+            items += [("video", os.path.join(path, f)) for f in videos]
+        elif not os.path.isfile(path):
+            raise DemoInputError(f"input not found: {path}")
+        elif path.lower().endswith(VIDEO_EXTENSIONS):
+            items.append(("video", path))
+        elif path.lower().endswith(IMAGE_EXTENSIONS):
+            items.append(("image", path))
+        else:
+            raise DemoInputError(
+                f"{path}: not an image ({', '.join(IMAGE_EXTENSIONS)}) or a video "
+                f"({', '.join(VIDEO_EXTENSIONS)})"
+            )
+    return items
+
+
+class Demo:
+    """Predict, draw and save; ``entries`` collects the JSON of every image/frame."""
+
+    def __init__(self, predictor, output, intrinsics=None, object_name=None, mesh_format="obj"):
+        self.predictor = predictor
+        self.output = output
+        self.intrinsics = intrinsics
+        self.object_name = object_name
+        self.mesh_format = mesh_format
+        self.faces = predictor.hand_faces
+        self.control_points3d = (
+            predictor.control_points(object_name) if object_name is not None else None
+        )
+        self.entries = []
+
+    def camera(self, image):
+        if self.intrinsics is None:
+            return default_intrinsics(image.shape[1], image.shape[0])
+        fx, fy, cx, cy = self.intrinsics
+        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+    def process(self, image, name, source, frame=None):
+        """Predict on a BGR image, save its meshes and JSON entry; returns (drawing, found)."""
+        K = self.camera(image)
+        output = self.predictor(image, camera_K=K, control_points3d=self.control_points3d)
+        pairs = output["hand_object"].to("cpu")
+        mesh_files = []
+        for row in range(len(pairs)):
+            path = os.path.join(self.output, "meshes", f"{name}_hand{row}.{self.mesh_format}")
+            vertices = pairs.vertices[row].numpy() + pairs.root3d[row].numpy()
+            export_mesh(path, vertices, self.faces)
+            mesh_files.append(os.path.relpath(path, self.output))
+        self.entries.append(
+            {
+                "input": source,
+                "frame": frame,
+                "camera_K": K.tolist(),
+                "pairs": [_pair_json(pairs, row) for row in range(len(pairs))],
+                "mesh_files": mesh_files,
+            }
+        )
+        drawing = draw_hand_object(image, pairs, K, self.faces, self.control_points3d)
+        return drawing, len(pairs) > 0
+
+    def image(self, path):
+        image = read_image(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        drawing, found = self.process(image, name, path)
+        out = os.path.join(self.output, f"{name}.jpg")
+        if not cv2.imwrite(out, drawing):
+            raise OSError(f"cannot write {out}")
+        if not found:
+            logger.warning(f"{path}: no hand found")
+        return found
+
+    def frames(self, frames, name, source, fps, total=None):
+        """Annotate a stream of (index, BGR frame) into <output>/<name>.mp4."""
+        writer, found = None, 0
+        out = os.path.join(self.output, f"{name}.mp4")
+        for index, frame in tqdm(frames, total=total, desc=name, unit="frame"):
+            drawing, hand = self.process(frame, f"{name}/{index:06d}", source, index)
+            found += hand
+            if writer is None:
+                height, width = drawing.shape[:2]
+                writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                         (width, height))  # fmt: skip
+            writer.write(drawing)
+        if writer is not None:
+            writer.release()
+        if not found:
+            logger.warning(f"{source}: no hand found in any frame")
+        return found > 0
+
+    def video(self, path):
+        try:
+            source = VideoSource(path)
+        except ValueError as e:
+            raise DemoInputError(str(e)) from None
+        try:
+            return self.frames(iter(source), source.name, path, source.fps, len(source))
+        except ValueError as e:  # no decodable frame
+            raise DemoInputError(str(e)) from None
+
+    def webcam(self, max_frames):
+        capture = cv2.VideoCapture(0)
+        if not capture.isOpened():
+            raise DemoInputError("webcam: no camera could be opened (device 0)")
+
+        def read():
+            for index in range(max_frames):
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield index, frame
+
+        try:
+            return self.frames(read(), "webcam", "webcam", 30.0, max_frames)
+        finally:
+            capture.release()
+
+
+def _pair_json(pairs, row):
+    """One hand-object pair as JSON: pixels, metres (OpenCV camera frame), radians."""
+    fields = pairs.get_fields()
+    entry = {
+        "hand_box": fields["hand_boxes"].tensor[row].tolist(),
+        "object_box": fields["object_boxes"].tensor[row].tolist(),
+        "joints3d_camera": (fields["joints3d"][row] + fields["root3d"][row]).tolist(),
+    }
+    for name in ("hand_scores", "object_scores", "object_pose_valid"):
+        entry[name[:-1] if name.endswith("s") else name] = fields[name][row].item()
+    for name in ("joints2d", "joints2d_conf", "joints3d", "root3d", "mano_pose", "mano_shape",
+                 "control_points2d", "control_points_conf", "object_R", "object_t"):  # fmt: skip
+        entry[name] = fields[name][row].tolist()
+    return entry

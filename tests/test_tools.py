@@ -1,0 +1,171 @@
+"""The tools as a user drives them: train_net (kill, resume, eval-only), the predictor and the
+demo (images, a folder, a video; bad input), on the tiny synthetic set and the tiny config."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from handobj_d2.data.video import read_image
+from handobj_d2.engine import HandObjectPredictor, setup_cfg
+from tools.demo import main as demo_main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / "configs" / "synthetic" / "handobj_tiny.yaml")
+# A few iterations of the tiny model on CPU: checkpoints every 2 iterations.
+TRAIN_OPTS = ["SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.STEPS", "(5,)",
+              "SOLVER.IMS_PER_BATCH", "2", "INPUT.HANDOBJ.CROP_SIZE", "64"]  # fmt: skip
+
+
+def _env(datasets_root):
+    env = dict(os.environ, HANDOBJ_DATASETS=str(datasets_root), PYTHONWARNINGS="ignore")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _train_net(datasets_root, output, *extra):
+    """Start tools/train_net.py; its output goes to ``output``/console.txt (a pipe would fill
+    up and block the process)."""
+    command = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG,
+               *extra, "OUTPUT_DIR", str(output), *TRAIN_OPTS]  # fmt: skip
+    os.makedirs(output, exist_ok=True)
+    with open(output / "console.txt", "w") as console:
+        return subprocess.Popen(command, env=_env(datasets_root), cwd=REPO, stdout=console,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def _console(output):
+    return (output / "console.txt").read_text()
+
+
+def test_train_kill_resume_and_eval_only(tiny_synthetic_root, tmp_path):
+    datasets_root, output = tiny_synthetic_root.parent, tmp_path / "train"
+    process = _train_net(datasets_root, output)
+    # Kill once the checkpoint after iteration 4 (0-based 3) is complete: Detectron2 names the
+    # last complete checkpoint in last_checkpoint after writing it.
+    last = output / "last_checkpoint"
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline:
+        if last.exists() and last.read_text().strip() == "model_0000003.pth":
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.read_text().strip() == "model_0000003.pth", _console(output)[-3000:]
+    assert not (output / "model_final.pth").exists()
+
+    assert _train_net(datasets_root, output, "--resume").wait() == 0, _console(output)[-3000:]
+    assert "Starting training from iteration 4" in _console(output)
+    assert (output / "model_final.pth").exists()
+    assert list(output.glob("events.out.tfevents.*")), "no TensorBoard events written"
+
+    evaluation = output / "eval"
+    weights = str(output / "model_final.pth")
+    code = _train_net(datasets_root, evaluation, "--eval-only", "MODEL.WEIGHTS", weights).wait()
+    assert code == 0, _console(evaluation)[-3000:]
+    assert "copypaste: Task: hand" in _console(evaluation)
+    pred = json.loads((evaluation / "inference" / "synthetic_eval" / "pred.json").read_text())
+    assert np.asarray(pred[0]).shape == (4, 21, 3) and np.asarray(pred[1]).shape == (4, 778, 3)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return HandObjectPredictor(setup_cfg(CONFIG, ["MODEL.WEIGHTS", ""]))
+
+
+def _eval_image(root):
+    return sorted((root / "evaluation").glob("*/rgb/*.png"))[0]
+
+
+def test_predictor_returns_every_documented_field(predictor, tiny_synthetic_root):
+    image = read_image(str(_eval_image(tiny_synthetic_root)))
+    height, width = image.shape[:2]
+    hand_box, object_box = [30.0, 20.0, 90.0, 80.0], [60.0, 40.0, 120.0, 100.0]
+    points = np.random.default_rng(0).uniform(-0.05, 0.05, (21, 3))
+    output = predictor(image, hand_box=hand_box, object_box=object_box, control_points3d=points)
+    pairs = output["hand_object"]
+    expected = {
+        "hand_scores": (1,), "object_scores": (1,), "joints2d": (1, 21, 2),
+        "joints2d_conf": (1, 21), "mano_pose": (1, 48), "mano_shape": (1, 10),
+        "joints3d": (1, 21, 3), "vertices": (1, 778, 3), "control_points2d": (1, 21, 2),
+        "control_points_conf": (1, 21), "object_R": (1, 3, 3), "object_t": (1, 3),
+        "object_pose_valid": (1,), "root3d": (1, 3),
+    }  # fmt: skip
+    for name, shape in expected.items():
+        assert tuple(pairs.get(name).shape) == shape, name
+    assert pairs.image_size == (height, width)
+    # Given boxes come back unchanged, in the image's pixels, with score 1.
+    assert np.allclose(pairs.hand_boxes.tensor[0].numpy(), hand_box, atol=1e-3)
+    assert np.allclose(pairs.object_boxes.tensor[0].numpy(), object_box, atol=1e-3)
+    assert float(pairs.hand_scores[0]) == 1.0
+    # The model's wrist is its origin; confidences are probabilities; rotations orthonormal.
+    assert torch.allclose(pairs.joints3d[0, 0], torch.zeros(3), atol=1e-6)
+    assert ((pairs.joints2d_conf >= 0) & (pairs.joints2d_conf <= 1)).all()
+    R = pairs.object_R[0].double()
+    assert torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-4)
+    # Without boxes the detector runs on the whole image first.
+    detected = predictor(image)
+    assert detected["instances"].image_size == (height, width)
+    assert detected["hand_object"].root3d.shape[1:] == (3,)
+
+
+def test_demo_on_image_folder_and_video(tiny_synthetic_root, tmp_path, capsys):
+    image = _eval_image(tiny_synthetic_root)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for path in sorted((tiny_synthetic_root / "evaluation").glob("*/rgb/*.png"))[:2]:
+        (folder / path.name.replace(".png", "_copy.png")).write_bytes(path.read_bytes())
+    video = sorted((tiny_synthetic_root / "videos").glob("*.mp4"))[0]
+    output = tmp_path / "demo"
+    code = demo_main(["--config-file", CONFIG, "--input", str(image), str(folder), str(video),
+                      "--output", str(output), "--mesh-format", "ply"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    drawn = cv2.imread(str(output / f"{image.stem}.jpg"))
+    original = cv2.imread(str(image))
+    assert drawn.shape == original.shape
+    assert np.abs(drawn.astype(int) - original).mean() > 1.0  # something was drawn
+    assert len(list(output.glob("*_copy.jpg"))) == 2
+    capture = cv2.VideoCapture(str(output / f"{video.stem}.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    capture.release()
+    entries = json.loads((output / "predictions.json").read_text())
+    assert len(entries) == 1 + 2 + 6
+    assert [e["frame"] for e in entries[3:]] == list(range(6))
+    pair = entries[0]["pairs"][0]
+    assert np.asarray(pair["joints3d_camera"]).shape == (21, 3)
+    mesh = trimesh.load(output / entries[0]["mesh_files"][0], process=False)
+    assert mesh.vertices.shape == (778, 3) and mesh.faces.shape == (1538, 3)
+    # The saved mesh is the camera-frame hand: its wrist-relative shape + root3d.
+    assert np.allclose(mesh.vertices.mean(0)[2], pair["root3d"][2], atol=0.1)
+
+
+def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path, capsys):
+    assert demo_main(["--input", str(tmp_path / "nope.jpg"), "--output", str(tmp_path)]) == 1
+    assert "input not found" in capsys.readouterr().err
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    assert demo_main(["--input", str(broken), "--output", str(tmp_path / "out")]) == 1
+    assert "broken.mp4" in capsys.readouterr().err
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG broken")
+    assert demo_main(["--input", str(corrupt), "--output", str(tmp_path / "out")]) == 1
+    assert "corrupt.png: cannot decode" in capsys.readouterr().err
+
+    # No detection passes an impossible score threshold: "no hand", exit status 2.
+    image = _eval_image(tiny_synthetic_root)
+    code = demo_main(["--input", str(image), "--output", str(tmp_path / "nohand"),
+                      "MODEL.HANDOBJ.DETECTION_SCORE_THRESH", "1.01"])  # fmt: skip
+    assert code == 2
+    assert f"no hand found in {image}" in capsys.readouterr().err
+    assert (tmp_path / "nohand" / f"{image.stem}.jpg").exists()
