@@ -1,0 +1,23 @@
+"""Synthetic hand-object data in HO3D's format: labeled train/evaluation splits, YCB-like object
+models and unlabeled videos from shiftable domains (``tools/make_synthetic_dataset.py``)."""
+
+from .backgrounds import BACKGROUND_REGISTRY
+from .domains import SYNTHETIC_DOMAINS, SyntheticDomain, get_domain, register_domain
+from .generate import SEQUENCE_LENGTH, SUMMARY_FILE, SyntheticSceneGenerator, generate_dataset
+from .objects import EVALUATION_OBJECTS, OBJECT_SPECS, TRAIN_OBJECTS, UNSEEN_OBJECTS
+
+__all__ = [
+    "BACKGROUND_REGISTRY",
+    "EVALUATION_OBJECTS",
+    "OBJECT_SPECS",
+    "SEQUENCE_LENGTH",
+    "SUMMARY_FILE",
+    "SYNTHETIC_DOMAINS",
+    "SyntheticDomain",
+    "SyntheticSceneGenerator",
+    "TRAIN_OBJECTS",
+    "UNSEEN_OBJECTS",
+    "generate_dataset",
+    "get_domain",
+    "register_domain",
+]

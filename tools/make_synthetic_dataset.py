@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Make a synthetic hand-object dataset in HO3D's format (plus unlabeled videos).
+
+    python tools/make_synthetic_dataset.py --output datasets/synthetic
+    # the semi-supervised set-up: labeled train set in one domain, videos + evaluation in another
+    python tools/make_synthetic_dataset.py --output datasets/synthetic --eval 0 --videos 0
+    python tools/make_synthetic_dataset.py --output datasets/synthetic_shifted --train 0 \\
+        --eval 32 --videos 8 --domain shifted
+
+Layout, segmentation encoding and domains: datasets/README.md ("Synthetic set").
+"""
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+
+from handobj_d2.data.synthetic import (
+    SEQUENCE_LENGTH,
+    SUMMARY_FILE,
+    SYNTHETIC_DOMAINS,
+    generate_dataset,
+)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output", required=True, help="root of the HO3D-format tree")
+    parser.add_argument("--train", type=int, default=64, help="labeled training frames")
+    parser.add_argument("--eval", type=int, default=16, help="labeled evaluation frames")
+    parser.add_argument("--videos", type=int, default=2, help="unlabeled videos")
+    parser.add_argument("--frames-per-video", type=int, default=16)
+    parser.add_argument("--frames-per-sequence", type=int, default=SEQUENCE_LENGTH,
+                        help="labeled frames sharing object, hand shape and camera")  # fmt: skip
+    parser.add_argument("--image-size", type=int, nargs=2, default=(320, 240),
+                        metavar=("W", "H"), help="pixels")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--domain", default="default", choices=sorted(SYNTHETIC_DOMAINS))
+    parser.add_argument("--mano-path", default="",
+                        help="MANO_RIGHT.pkl; empty: the project's synthetic hand")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing synthetic set at --output")  # fmt: skip
+    args = parser.parse_args(argv)
+    for name in ("train", "eval", "videos", "frames_per_video"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0")
+    if args.videos and args.frames_per_video < 1:
+        parser.error("--frames-per-video must be >= 1 when --videos is")
+    if args.frames_per_sequence < 1:
+        parser.error("--frames-per-sequence must be >= 1")
+    if min(args.image_size) < 32:
+        parser.error("--image-size must be at least 32 x 32 pixels")
+    return args
+
+
+def prepare_output(output, overwrite):
+    """Make sure ``output`` is empty: a leftover set would mix stale frames and videos into
+    the new one. With ``overwrite``, an earlier synthetic set (it has SUMMARY_FILE) is removed;
+    anything else is never deleted."""
+    if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
+        return
+    if not os.path.isdir(output):
+        raise SystemExit(f"--output {output} is a file, not a folder")
+    if not overwrite:
+        raise SystemExit(f"--output {output} is not empty; pass --overwrite to replace it")
+    if not os.path.isfile(os.path.join(output, SUMMARY_FILE)):
+        raise SystemExit(
+            f"--output {output} is not empty and holds no {SUMMARY_FILE}: not a synthetic set, "
+            "refusing to delete it"
+        )
+    shutil.rmtree(output)
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    prepare_output(args.output, args.overwrite)
+    summary = generate_dataset(
+        args.output,
+        train=args.train,
+        evaluation=args.eval,
+        videos=args.videos,
+        frames_per_video=args.frames_per_video,
+        image_size=tuple(args.image_size),
+        seed=args.seed,
+        domain=args.domain,
+        mano_path=args.mano_path,
+        frames_per_sequence=args.frames_per_sequence,
+    )
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
