@@ -2,10 +2,10 @@
 """Make a synthetic hand-object dataset in HO3D's format (plus unlabeled videos).
 
     python tools/make_synthetic_dataset.py --output datasets/synthetic
-    # the semi-supervised set-up: labeled train set in one domain, videos + evaluation in another
-    python tools/make_synthetic_dataset.py --output datasets/synthetic --eval 0 --videos 0
-    python tools/make_synthetic_dataset.py --output datasets/synthetic_shifted --train 0 \\
-        --eval 32 --videos 8 --domain shifted
+    # a shifted domain: unlabeled videos and a labeled evaluation split for the
+    # semi-supervised set-up (labeled training frames come from the default domain)
+    python tools/make_synthetic_dataset.py --output datasets/synthetic_shifted \\
+        --domain shifted --train 0 --eval 32 --videos 8
 
 Layout, segmentation encoding and domains: datasets/README.md ("Synthetic set").
 """

@@ -64,10 +64,10 @@ register_domain(
     SyntheticDomain(
         name="shifted",
         backgrounds=("checker", "neon_blobs", "outdoor"),
-        ambient=(0.2, 0.35),
-        diffuse=(0.4, 0.9),
+        ambient=(0.35, 0.5),
+        diffuse=(0.5, 0.9),
         light_tint=0.2,
         betas=(-3.0, 3.0),
-        skin_tones=((0.55, 0.38, 0.28), (0.42, 0.28, 0.2), (0.68, 0.48, 0.36)),
+        skin_tones=((0.66, 0.46, 0.34), (0.55, 0.38, 0.27), (0.76, 0.56, 0.42)),
     )
 )
