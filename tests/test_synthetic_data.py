@@ -291,3 +291,14 @@ def test_same_arguments_give_identical_annotations(dataset, tmp_path):
     truth = sorted(dataset.glob("video_ground_truth/*.pkl"))
     for path in truth:
         assert (tmp_path / "again" / path.relative_to(dataset)).read_bytes() == path.read_bytes()
+
+
+def test_tool_refuses_to_mix_or_delete_other_folders(dataset, tmp_path):
+    with pytest.raises(SystemExit, match="not empty; pass --overwrite"):
+        _generate(dataset, "--train", 1)
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "keep.jpg").write_bytes(b"x")
+    with pytest.raises(SystemExit, match="not a synthetic set"):
+        _generate(other, "--train", 1, "--overwrite")
+    assert (other / "keep.jpg").is_file()

@@ -6,10 +6,13 @@ rest joints (so any MANO-format hand works): ``forward`` from the wrist to the m
 ``across`` from the little-finger knuckle to the index knuckle, and the palm ``normal``
 (right hand: across x forward) pointing out of the palm.
 
-A grasp places the object in front of the palm (palm ``PALM_GAP`` from its surface), then
-curls the fingers in two phases (knuckles, then the two distal joints) and the opposed thumb,
-each finger stopping when its vertices come within ``CONTACT_GAP`` of the object. The object's
-analytic signed distance makes contact and interpenetration exact to test.
+A grasp places the object in front of the palm (the flat hand ``PALM_GAP`` from its surface,
+object orientation: ``_object_orientation``), then closes the hand in two phases: the knuckles
+(the thumb swinging in front of the palm), then the two distal joints. Each finger turns its
+joints together and stops when the vertices it moves come within ``CONTACT_GAP`` of the object
+(``CLOSING_STEPS`` closures tried in one batch). The object's analytic signed distance makes
+contact and interpenetration exact to test. On flat faces the thumb, which lies a little below
+the palm's plane in MANO's rest pose, often touches at once and stays along the face.
 """
 
 from dataclasses import dataclass
