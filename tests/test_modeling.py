@@ -272,6 +272,15 @@ def test_labels_a_sample_lacks_give_no_loss(hand_layer):
     bare_only = _train_losses(model, [bare])
     for name in POSE_LOSSES[1:]:
         assert bare_only[name] == 0, name
+    # A hand known by its box only (no 2D joints): no 2D joint loss either.
+    boxed = copy.deepcopy(bare)
+    boxed["hand"]["has_joints2d"] = False
+    del boxed["hand"]["joints2d"]
+    assert _train_losses(model, [boxed])["loss_joints2d"] == 0
+    torch.testing.assert_close(
+        _train_losses(model, [full, boxed])["loss_joints2d"], alone["loss_joints2d"],
+        rtol=1e-4, atol=1e-6,
+    )  # fmt: skip
     # A sample with neither hand nor object: every pose loss is zero, backward still runs.
     empty = {k: v for k, v in bare.items() if k not in ("hand", "object")}
     losses = _train_losses(model, [empty])

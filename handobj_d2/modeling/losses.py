@@ -30,7 +30,8 @@ def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
             ``vertices``, ``joints3d``).
         gt: dict of tensors over the N samples: ``joints2d`` (N, J, 2) normalised to the hand
             box, ``joints3d`` (N, J, 3) metres root-relative, ``mano_pose`` (N, 48),
-            ``mano_shape`` (N, 10), and bool masks ``has_hand``, ``has_joints3d``, ``has_mano``.
+            ``mano_shape`` (N, 10), and bool masks ``has_hand``, ``has_joints2d``, ``has_joints3d``,
+            ``has_mano``.
         weights: (N,) per-sample loss weights.
         loss_cfg: MODEL.HANDOBJ.LOSS.
         hand_layer: the model's HandLayer (ground-truth vertices from ground-truth MANO).
@@ -51,7 +52,8 @@ def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
     joints3d_weights = loss_cfg.JOINTS3D * has_mano + loss_cfg.PSEUDO_JOINTS3D * joints_only
     eye = torch.eye(3, dtype=pred["rotmats"].dtype, device=pred["rotmats"].device)
     return {
-        "loss_joints2d": loss_cfg.JOINTS2D * labelled_mean(joints2d, weights * has_hand),
+        "loss_joints2d": loss_cfg.JOINTS2D
+        * labelled_mean(joints2d, weights * has_hand * gt["has_joints2d"].float()),
         "loss_vertices3d": loss_cfg.VERTICES3D
         * labelled_mean(_mse(pred["vertices"], gt_vertices), weights * has_mano),
         "loss_joints3d": labelled_mean(

@@ -87,6 +87,7 @@ def _training_pair(record, image_size, pseudo_weight):
         return _tensor(label[key], shape, f"{name} {key}")[None]
 
     has_joints3d, has_mano = _flag(hand, "has_joints3d"), _flag(hand, "has_mano")
+    has_joints2d = "hand" in boxes and bool(hand.get("has_joints2d", "joints2d" in hand))
     joints3d = field(hand, "joints3d", (NUM_JOINTS, 3), has_joints3d)
     has_pose = "object" in boxes and _flag(obj, "has_pose")
     if "mask" in obj:
@@ -101,7 +102,8 @@ def _training_pair(record, image_size, pseudo_weight):
         object_boxes=Boxes(object_box[None]),
         has_hand=torch.tensor(["hand" in boxes]),
         has_object=torch.tensor(["object" in boxes]),
-        gt_joints2d=field(hand, "joints2d", (NUM_JOINTS, 2), "hand" in boxes),
+        gt_joints2d=field(hand, "joints2d", (NUM_JOINTS, 2), has_joints2d),
+        gt_has_joints2d=torch.tensor([has_joints2d]),
         gt_joints3d=joints3d - joints3d[:, :1],
         gt_has_joints3d=torch.tensor([has_joints3d]),
         gt_mano_pose=field(hand, "mano_pose", (48,), has_mano),

@@ -194,6 +194,7 @@ class HandObjectROIHeads(StandardROIHeads):
             "mano_pose": cat([p.gt_mano_pose for p in pairs]),
             "mano_shape": cat([p.gt_mano_shape for p in pairs]),
             "has_hand": cat([p.has_hand for p in pairs]),
+            "has_joints2d": cat([p.gt_has_joints2d for p in pairs]),
             "has_joints3d": cat([p.gt_has_joints3d for p in pairs]),
             "has_mano": cat([p.gt_has_mano for p in pairs]),
         }
