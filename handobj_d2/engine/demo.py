@@ -64,6 +64,7 @@ class Demo:
             predictor.control_points(object_name) if object_name is not None else None
         )
         self.entries = []
+        os.makedirs(output, exist_ok=True)
 
     def camera(self, image):
         if self.intrinsics is None:
@@ -71,10 +72,14 @@ class Demo:
         fx, fy, cx, cy = self.intrinsics
         return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
-    def process(self, image, name, source, frame=None):
-        """Predict on a BGR image, save its meshes and JSON entry; returns (drawing, found)."""
-        K = self.camera(image)
-        output = self.predictor(image, camera_K=K, control_points3d=self.control_points3d)
+    def process(self, image, name, source, frame=None, camera_K=None, object_name=None):
+        """Predict on a BGR image, save its meshes and JSON entry; returns (drawing, found).
+        ``camera_K`` / ``object_name`` override the demo's intrinsics and object for this image."""
+        K = self.camera(image) if camera_K is None else np.asarray(camera_K, dtype=np.float64)
+        points = self.control_points3d
+        if object_name is not None:
+            points = self.predictor.control_points(object_name)
+        output = self.predictor(image, camera_K=K, control_points3d=points)
         pairs = output["hand_object"].to("cpu")
         mesh_files = []
         for row in range(len(pairs)):
@@ -91,13 +96,14 @@ class Demo:
                 "mesh_files": mesh_files,
             }
         )
-        drawing = draw_hand_object(image, pairs, K, self.faces, self.control_points3d)
+        drawing = draw_hand_object(image, pairs, K, self.faces, points)
         return drawing, len(pairs) > 0
 
-    def image(self, path):
+    def image(self, path, name=None, camera_K=None, object_name=None):
+        """Annotate one image file into <output>/<name>.jpg (name: the file's stem)."""
         image = read_image(path)
-        name = os.path.splitext(os.path.basename(path))[0]
-        drawing, found = self.process(image, name, path)
+        name = name or os.path.splitext(os.path.basename(path))[0]
+        drawing, found = self.process(image, name, path, None, camera_K, object_name)
         out = os.path.join(self.output, f"{name}.jpg")
         if not cv2.imwrite(out, drawing):
             raise OSError(f"cannot write {out}")

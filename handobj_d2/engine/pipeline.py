@@ -1,0 +1,79 @@
+"""Stages of the project's end-to-end jobs (``make demo``, the semi-supervised experiment), in
+one process: make the synthetic data, train, evaluate. Each stage skips work already done, so
+a killed job resumes where it stopped when rerun.
+"""
+
+import json
+import logging
+import os
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.logger import setup_logger
+
+from ..data.synthetic import generate_dataset
+from ..semi.pseudo_labels import write_atomically
+from .trainer import HandObjectTrainer
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_SUMMARY = "synthetic.json"  # written last by generate_dataset: the "done" marker
+
+
+def ensure_synthetic_dataset(root, **options):
+    """Generate the synthetic HO3D-format set under ``root`` (options of
+    ``data.synthetic.generate_dataset``) unless a finished one with the same options is
+    there. Returns its summary dict."""
+    marker = os.path.join(root, SYNTHETIC_SUMMARY)
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            summary = json.load(f)
+        requested = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+        if all(summary.get(k) == v for k, v in requested.items() if k in summary):
+            logger.info(f"Synthetic set in {root} already made, reusing it")
+            return summary
+        logger.info(f"Synthetic set in {root} was made with other options, remaking it")
+    return generate_dataset(root, **options)
+
+
+def train_model(cfg):
+    """Train ``cfg`` into cfg.OUTPUT_DIR, resuming from its last checkpoint; returns the path of
+    the final weights (training is skipped when they exist)."""
+    setup_logger(output=cfg.OUTPUT_DIR, name="detectron2")
+    setup_logger(output=cfg.OUTPUT_DIR, name="handobj_d2")
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    if os.path.isfile(final):
+        logger.info(f"{final} exists, skipping training")
+        return final
+    trainer = HandObjectTrainer(cfg)
+    trainer.resume_or_load(resume=True)
+    trainer.train()
+    return final
+
+
+def evaluate_model(cfg, weights, results_file=None):
+    """Evaluate ``weights`` ("" for the random initialisation) on DATASETS.TEST; returns
+    {dataset: {metric: value}} and writes it atomically to ``results_file`` when given
+    (read back instead of re-evaluating when it exists)."""
+    if results_file and os.path.isfile(results_file):
+        with open(results_file) as f:
+            return json.load(f)
+    model = HandObjectTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    results = HandObjectTrainer.test(cfg, model)
+    if len(cfg.DATASETS.TEST) == 1:  # Detectron2 unwraps the results of a single dataset
+        results = {cfg.DATASETS.TEST[0]: results}
+    results = {name: _flatten(metrics) for name, metrics in results.items()}
+    if results_file:
+        write_atomically(results_file, json.dumps(results, indent=2))
+    return results
+
+
+def _flatten(metrics):
+    """Detectron2 results {task: {metric: value}} (or already flat) -> {"task/metric": value}."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{k}": float(v) for k, v in value.items()})
+        else:
+            flat[key] = float(value)
+    return flat
