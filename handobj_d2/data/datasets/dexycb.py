@@ -28,10 +28,9 @@ import os
 
 import numpy as np
 import yaml
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
-from ...constants import CLASS_NAMES, NUM_JOINTS
+from ...constants import NUM_JOINTS
 from .object_models import YCB_SYMMETRIC_OBJECTS, ObjectModels, model_folder_files
 from .records import (
     SkipCounter,
@@ -40,6 +39,7 @@ from .records import (
     hand_annotation,
     joints_valid,
     object_annotation,
+    register_handobj_dataset,
 )
 
 logger = logging.getLogger(__name__)
@@ -300,12 +300,4 @@ def register_dexycb(
         path = os.getenv("HANDOBJ_MANO_PATH", "") if mano_path is None else mano_path
         return load_dexycb(root, split, models, path, max_grasp_distance, dataset_name=name)
 
-    DatasetCatalog.register(name, load)
-    MetadataCatalog.get(name).set(
-        thing_classes=list(CLASS_NAMES),
-        evaluator_type="handobj",
-        dataset_root=root,
-        split=split,
-        object_models=models,
-        unseen_objects=(),
-    )
+    register_handobj_dataset(name, load, root, split, models)

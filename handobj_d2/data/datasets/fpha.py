@@ -21,12 +21,18 @@ import logging
 import os
 
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
-from ...constants import CLASS_NAMES, NUM_JOINTS
+from ...constants import NUM_JOINTS
 from .object_models import ObjectModels
-from .records import SkipCounter, check_layout, hand_annotation, image_size, object_annotation
+from .records import (
+    SkipCounter,
+    check_layout,
+    hand_annotation,
+    image_size,
+    object_annotation,
+    register_handobj_dataset,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -203,12 +209,6 @@ def register_fpha(name, root, split, check=True):
     if check:
         check_layout(name, root, fpha_layout())
     models = fpha_object_models(root)
-    DatasetCatalog.register(name, lambda: load_fpha(root, split, models, dataset_name=name))
-    MetadataCatalog.get(name).set(
-        thing_classes=list(CLASS_NAMES),
-        evaluator_type="handobj",
-        dataset_root=root,
-        split=split,
-        object_models=models,
-        unseen_objects=(),
+    register_handobj_dataset(
+        name, lambda: load_fpha(root, split, models, dataset_name=name), root, split, models
     )

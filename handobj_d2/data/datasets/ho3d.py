@@ -23,10 +23,9 @@ import pickle
 
 import cv2
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
-from ...constants import CLASS_NAMES, NUM_JOINTS, NUM_MANO_VERTICES
+from ...constants import NUM_JOINTS, NUM_MANO_VERTICES
 from ...geometry import HO3D_TO_MANOPTH, OPENGL_TO_OPENCV, opengl_to_opencv
 from .object_models import YCB_SYMMETRIC_OBJECTS, ObjectModels, model_folder_files
 from .records import (
@@ -36,6 +35,7 @@ from .records import (
     hand_annotation,
     image_size,
     object_annotation,
+    register_handobj_dataset,
 )
 
 logger = logging.getLogger(__name__)
@@ -252,17 +252,12 @@ def register_ho3d(name, root, split, version="v2", unseen_objects=None, check=Tr
     if check:
         check_layout(name, root, ho3d_layout(split))
     models = ho3d_object_models(root)
-    DatasetCatalog.register(
-        name, lambda: load_ho3d(root, split, version, models=models, dataset_name=name)
-    )
-    MetadataCatalog.get(name).set(
-        thing_classes=list(CLASS_NAMES),
-        evaluator_type="handobj",
-        dataset_root=root,
-        split=split,
+    register_handobj_dataset(
+        name,
+        lambda: load_ho3d(root, split, version, models=models, dataset_name=name),
+        root,
+        split,
+        models,
+        HO3D_UNSEEN_OBJECTS[version] if unseen_objects is None else unseen_objects,
         ho3d_version=version,
-        object_models=models,
-        unseen_objects=tuple(
-            HO3D_UNSEEN_OBJECTS[version] if unseen_objects is None else unseen_objects
-        ),
     )

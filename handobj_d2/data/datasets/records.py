@@ -7,9 +7,10 @@ import os
 from collections import Counter
 
 import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from ...constants import HAND_CLASS, NUM_JOINTS, OBJECT_CLASS
+from ...constants import CLASS_NAMES, HAND_CLASS, NUM_JOINTS, OBJECT_CLASS
 from ...geometry import box_control_points, points_to_box, project_points
 from ..video import read_image
 
@@ -116,3 +117,19 @@ def joints_valid(joints, shape=(NUM_JOINTS, 3)):
     """Whether an array holds real joints (not the -1 / 0 fill some datasets use)."""
     joints = np.asarray(joints)
     return joints.shape == shape and not (np.all(joints == -1) or np.all(joints == 0))
+
+
+def register_handobj_dataset(name, load, root, split, object_models, unseen_objects=(), **extra):
+    """Register ``load`` (a function returning the records) as dataset ``name`` with the
+    metadata every hand-object dataset carries (evaluator_type "handobj", object_models,
+    unseen_objects, where it lives) plus ``extra``."""
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(
+        thing_classes=list(CLASS_NAMES),
+        evaluator_type="handobj",
+        dataset_root=root,
+        split=split,
+        object_models=object_models,
+        unseen_objects=tuple(unseen_objects),
+        **extra,
+    )
