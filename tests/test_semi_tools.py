@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,7 @@ def test_malformed_boxes_files_are_named(tmp_path, content, message):
 
 def test_distillation_transforms_follow_the_mode():
     assert distillation_transforms(tiny_cfg()) is None  # "filtered": one plain view
+    assert distillation_transforms(tiny_cfg("SEMI.FILTER.NAMES", "[]")) is None
     cfg = tiny_cfg(
         "SEMI.MODE", "distillation", "SEMI.DISTILLATION_SCALES", "[1.0, 1.2]",
         "SEMI.DISTILLATION_ROTATIONS", "[-10.0, 0.0, 10.0]",
@@ -402,3 +404,63 @@ def test_student_initialisation():
         initial_weights(tiny_cfg(*student))
     with pytest.raises(ValueError, match="'teacher' or 'scratch'"):
         initial_weights(tiny_cfg(*weights, *student, "SEMI.STUDENT_INIT", "imagenet"))
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/run_semi_synthetic_experiment.py: scoring pseudo-labels and summarising seeds
+
+
+def _experiment_tool():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import run_semi_synthetic_experiment as tool
+    finally:
+        sys.path.pop(0)
+    return tool
+
+
+def test_experiment_summary_is_mean_and_sample_std_over_seeds():
+    tool = _experiment_tool()
+    seeds = {
+        "0": {"teacher": dict(PA_MPJPE_mm=10.0, PA_AUC=50.0, MPJPE_mm=20.0, AUC=30.0),
+              "student_filtered": None, "pseudo_filtered": {"kept": 0}},
+        "1": {"teacher": dict(PA_MPJPE_mm=12.0, PA_AUC=54.0, MPJPE_mm=23.0, AUC=30.0),
+              "student_filtered": dict(PA_MPJPE_mm=9.0, PA_AUC=60.0, MPJPE_mm=19.0, AUC=33.0)},
+    }  # fmt: skip
+    summary = tool.summarize(seeds)
+    assert set(summary) == {"teacher", "student_filtered"}
+    assert summary["teacher"]["PA_MPJPE_mm"] == {"mean": 11.0, "std": pytest.approx(2**0.5), "n": 2}
+    assert summary["teacher"]["MPJPE_mm"]["std"] == pytest.approx(1.5 * 2**0.5)
+    assert summary["student_filtered"]["PA_AUC"] == {"mean": 60.0, "std": 0.0, "n": 1}
+
+
+def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
+    from handobj_d2.geometry import MANOPTH_TO_HO3D, opengl_to_opencv
+
+    tool = _experiment_tool()
+    rng = np.random.default_rng(5)
+    truth = rng.normal(0, 0.04, (2, 21, 3)) + [0.0, 0.0, 0.5]  # camera frame, manopth order
+    relative = truth - truth[:, :1]
+    quarter_turn = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    shifted = relative.copy()
+    shifted[1, 1:] += [0.01, 0.0, 0.0]  # 1 cm off on 20 of the 21 joints
+    frames = [
+        {"frame_index": 0, "predicted": True, "kept": True,
+         "prediction": {"joints3d": (1.2 * relative[0] @ quarter_turn.T).tolist()}},
+        {"frame_index": 1, "predicted": True, "kept": False,
+         "prediction": {"joints3d": shifted[1].tolist()}},
+        {"frame_index": 2, "predicted": False, "kept": False},
+    ]  # fmt: skip
+    (tmp_path / "pseudo" / "videos").mkdir(parents=True)
+    (tmp_path / "pseudo" / "videos" / "v.json").write_text(
+        json.dumps({"video": "v", "frames": frames})
+    )
+    (tmp_path / "shifted" / "video_ground_truth").mkdir(parents=True)
+    metas = [{"handJoints3D": opengl_to_opencv(t)[MANOPTH_TO_HO3D]} for t in truth]
+    with open(tmp_path / "shifted" / "video_ground_truth" / "v.pkl", "wb") as f:
+        pickle.dump({"name": "v", "frames": metas + [None]}, f)
+    errors = tool.pseudo_label_errors(str(tmp_path / "pseudo"), str(tmp_path / "shifted"))
+    turned = np.linalg.norm(1.2 * relative[0] @ quarter_turn.T - relative[0], axis=1).mean()
+    assert errors["MPJPE_mm_kept"] == pytest.approx(turned * 1000)
+    assert errors["PA_MPJPE_mm_kept"] == pytest.approx(0.0, abs=1e-6)  # a similarity away
+    assert errors["MPJPE_mm_all"] == pytest.approx((turned * 1000 + 10 * 20 / 21) / 2)

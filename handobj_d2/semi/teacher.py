@@ -97,7 +97,8 @@ def distillation_transforms(cfg):
     """[(crop scale factor, rotation degrees)]: every pair of SEMI.DISTILLATION_SCALES and
     SEMI.DISTILLATION_ROTATIONS in "distillation" mode; None (plain predictions) in "filtered"
     mode."""
-    if filter_names(cfg):  # validates SEMI.MODE; "distillation" is the mode without filters
+    filter_names(cfg)  # validates SEMI.MODE
+    if cfg.SEMI.MODE != "distillation":
         return None
     scales, rotations = cfg.SEMI.DISTILLATION_SCALES, cfg.SEMI.DISTILLATION_ROTATIONS
     if not scales or not rotations or min(scales) <= 0:

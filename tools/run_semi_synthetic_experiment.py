@@ -1,0 +1,392 @@
+#!/usr/bin/env python
+"""The paper's semi-supervised experiment on synthetic data, in one command.
+
+    python tools/run_semi_synthetic_experiment.py --output output/semi_synthetic
+    python tools/run_semi_synthetic_experiment.py --output DIR --seeds 0 1 2 3 4 \\
+        --teacher-iters 800 --student-iters 400 SEMI.FILTER.MAX_TEMPORAL_DISTANCE 0.02
+
+Per seed (every stage is skipped when its output exists, so a rerun resumes):
+1. data: a small labeled set in the synthetic "default" domain, and in the "shifted" domain
+   (other backgrounds, lighting, hand shapes, skin tones) unlabeled videos plus a labeled test
+   set (the shifted tree's train split, used for testing only; the videos' ground truth is
+   read only to score the pseudo-labels);
+2. teacher: the tiny model (--config-file) trained on the labeled set;
+3. pseudo-labels of the shifted videos twice: "filtered" (spatial-temporal consistency filters,
+   the paper) and "distillation" (no filters, predictions averaged over scale/rotation views;
+   the data-distillation baseline). Hand/object boxes come from the videos' ground truth as a
+   boxes file (the stand-in for the external hand-object detector the paper used, 100DOH's),
+   or with --boxes detector from the teacher's own detector;
+4. students: the teacher fine-tuned on labeled + pseudo-labeled data, one per pseudo-label set
+   (with --control also the teacher fine-tuned as long on the labeled set alone);
+5. evaluation of teacher and students on the shifted test set (HandPoseEvaluator).
+
+Writes DIR/results.json (per seed and model: PA_MPJPE_mm, PA_AUC, MPJPE_mm, AUC; pseudo-label
+counts and their errors against the videos' ground truth; mean and sample std over seeds) after
+every evaluation, atomically, and DIR/results.md (the table). Trailing KEY VALUE pairs override
+the config of every stage. Layout: DIR/seed_<k>/{data/labeled, data/shifted, teacher,
+pseudo_<mode>, student_<mode>, teacher_continued}.
+"""
+
+import argparse
+import glob
+import json
+import logging
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog
+from detectron2.utils.logger import setup_logger
+
+import handobj_d2  # noqa: F401  (registers models and datasets)
+from handobj_d2.data.datasets.ho3d import register_ho3d
+from handobj_d2.data.synthetic import SUMMARY_FILE, generate_dataset
+from handobj_d2.data.video import find_videos
+from handobj_d2.engine import HandObjectConfigError, HandObjectTrainer, setup_cfg
+from handobj_d2.evaluation.metrics import point_distances, procrustes_align
+from handobj_d2.geometry import HO3D_TO_MANOPTH, opengl_to_opencv, points_to_box, project_points
+from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator, write_atomically
+from handobj_d2.semi.teacher import build_teacher
+
+logger = logging.getLogger("handobj_d2.semi_experiment")
+
+MODES = ("distillation", "filtered")
+MODELS = ("teacher", "student_distillation", "student_filtered")
+CONTROL = "teacher_continued"
+METRICS = ("PA_MPJPE_mm", "PA_AUC", "MPJPE_mm", "AUC")
+FINAL_WEIGHTS = "model_final.pth"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--output", required=True, help="experiment folder (resumed)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--config-file",
+        default="configs/synthetic/semi_student.yaml",
+        help="model and training config of teacher and students",
+    )
+    parser.add_argument("--teacher-iters", type=int, default=400)
+    parser.add_argument("--student-iters", type=int, default=200)
+    parser.add_argument(
+        "--labeled-frames", type=int, default=96, help="default-domain labeled training frames"
+    )
+    parser.add_argument(
+        "--test-frames", type=int, default=48, help="shifted-domain labeled test frames"
+    )
+    parser.add_argument("--videos", type=int, default=8, help="shifted-domain unlabeled videos")
+    parser.add_argument("--frames-per-video", type=int, default=16)
+    parser.add_argument(
+        "--image-size", type=int, nargs=2, default=(160, 120), metavar=("W", "H"), help="pixels"
+    )
+    parser.add_argument(
+        "--boxes",
+        choices=("ground-truth", "detector"),
+        default="ground-truth",
+        help="hand/object boxes of the video frames: from the videos' ground truth (a stand-in "
+        "for an external hand-object detector, as the paper's 100DOH) or the teacher's detector",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default, one per core); 1 is faster on a machine "
+        "shared with other jobs",
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also fine-tune the teacher on the labeled set alone, as long as the "
+        "students (is a gain from the pseudo-labels or from more iterations?)",
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER,
+                        help="config overrides for every stage: KEY VALUE ...")  # fmt: skip
+    args = parser.parse_args(argv)
+    for name in ("teacher_iters", "student_iters", "labeled_frames", "test_frames", "videos"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.frames_per_video < 3:
+        parser.error("--frames-per-video must be at least 3 (temporal filter)")
+    return args
+
+
+class Experiment:
+    """The stages of one seed; each returns its result, computing it only when missing."""
+
+    def __init__(self, args, seed):
+        self.args = args
+        self.seed = seed
+        self.dir = os.path.join(args.output, f"seed_{seed}")
+        self.labeled_root = os.path.join(self.dir, "data", "labeled")
+        self.shifted_root = os.path.join(self.dir, "data", "shifted")
+        self.labeled = f"semi_experiment_seed{seed}_labeled"
+        self.test = f"semi_experiment_seed{seed}_shifted_test"
+
+    def cfg(self, *opts):
+        return setup_cfg(
+            self.args.config_file,
+            ["DATASETS.TEST", f"('{self.test}',)", "SEED", str(self.seed), *opts, *self.args.opts],
+        )
+
+    def make_data(self):
+        """The labeled default-domain set and the shifted set (videos + test frames)."""
+        a = self.args
+        for root, split_sizes, domain in (
+            (self.labeled_root, dict(train=a.labeled_frames, evaluation=0, videos=0), "default"),
+            (self.shifted_root, dict(train=a.test_frames, evaluation=0, videos=a.videos), "shifted"),
+        ):  # fmt: skip
+            if not _complete(root):
+                logger.info(f"seed {self.seed}: generating the {domain}-domain data in {root}")
+                generate_dataset(
+                    root, frames_per_video=a.frames_per_video, image_size=tuple(a.image_size),
+                    seed=self.seed, domain=domain, **split_sizes,
+                )  # fmt: skip
+        for name, root in ((self.labeled, self.labeled_root), (self.test, self.shifted_root)):
+            if name not in DatasetCatalog.list():
+                register_ho3d(name, root, "train", "v2")
+
+    def train(self, name, iters, *opts):
+        """Train (or resume) a model in DIR/seed_k/<name>; returns its final weights."""
+        out = os.path.join(self.dir, name)
+        weights = os.path.join(out, FINAL_WEIGHTS)
+        if os.path.isfile(weights):
+            return weights
+        logger.info(f"seed {self.seed}: training {name} for {iters} iterations")
+        cfg = self.cfg(
+            "DATASETS.TRAIN", f"('{self.labeled}',)", "OUTPUT_DIR", out,
+            "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(0.8 * iters)},)",
+            "SOLVER.CHECKPOINT_PERIOD", str(max(1, iters // 2)), "TEST.EVAL_PERIOD", "0", *opts,
+        )  # fmt: skip
+        cfg.defrost()
+        cfg.DATASETS.TEST = ()  # evaluated by ``evaluate``, once
+        cfg.freeze()
+        trainer = HandObjectTrainer(cfg)
+        trainer.resume_or_load(resume=True)
+        trainer.train()
+        return weights
+
+    def evaluate(self, name, weights):
+        """Hand metrics of ``weights`` on the shifted test set (cached in <name>/test_metrics.json)."""
+        path = os.path.join(self.dir, name, "test_metrics.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                return json.load(f)
+        logger.info(f"seed {self.seed}: evaluating {name} on {self.test}")
+        out = os.path.join(self.dir, name, "inference")
+        cfg = self.cfg("MODEL.WEIGHTS", weights, "OUTPUT_DIR", out)
+        model = HandObjectTrainer.build_model(cfg)
+        DetectionCheckpointer(model).load(weights)
+        results = HandObjectTrainer.test(cfg, model)
+        metrics = {key: results["hand"][key] for key in METRICS}
+        write_atomically(path, json.dumps(metrics, indent=2))
+        return metrics
+
+    def pseudo_labels(self, mode, teacher_weights):
+        """Pseudo-labels of the shifted videos in DIR/seed_k/pseudo_<mode>; returns their
+        counts and errors against the videos' ground truth."""
+        out = os.path.join(self.dir, f"pseudo_{mode}")
+        if not os.path.isfile(os.path.join(out, "summary.json")):
+            logger.info(f"seed {self.seed}: pseudo-labelling the shifted videos ({mode})")
+            cfg = self.cfg("MODEL.WEIGHTS", teacher_weights, "SEMI.MODE", mode)
+            sources = find_videos([os.path.join(self.shifted_root, "videos")])
+            boxes = None
+            if self.args.boxes == "ground-truth":
+                boxes = os.path.join(self.dir, "data", "shifted_video_boxes.json")
+                write_atomically(boxes, json.dumps(ground_truth_boxes(self.shifted_root)))
+            PseudoLabelGenerator(cfg, build_teacher(cfg, boxes), out).run(sources)
+        with open(os.path.join(out, "summary.json")) as f:
+            summary = json.load(f)
+        return {
+            "frames": summary["frames"],
+            "with_prediction": summary["frames_with_prediction"],
+            "kept": summary["kept"],
+            "failed": summary["failed"],
+            **pseudo_label_errors(out, self.shifted_root),
+        }
+
+    def run(self, record):
+        """All stages; ``record(part, value)`` stores each result as soon as it exists."""
+        a = self.args
+        self.make_data()
+        teacher = self.train("teacher", a.teacher_iters)
+        record("teacher", self.evaluate("teacher", teacher))
+        for mode in MODES:
+            pseudo = self.pseudo_labels(mode, teacher)
+            record(f"pseudo_{mode}", pseudo)
+            name = f"student_{mode}"
+            if pseudo["kept"] == 0:
+                logger.warning(f"seed {self.seed}: no {mode} pseudo-labels kept; no {name}")
+                record(name, None)
+                continue
+            labels = os.path.abspath(os.path.join(self.dir, f"pseudo_{mode}", "pseudo_labels.json"))
+            weights = self.train(
+                name, a.student_iters, "MODEL.WEIGHTS", teacher,
+                "SEMI.PSEUDO_LABEL_FILES", f"('{labels}',)",
+            )  # fmt: skip
+            record(name, self.evaluate(name, weights))
+        if a.control:
+            weights = self.train(CONTROL, a.student_iters, "MODEL.WEIGHTS", teacher)
+            record(CONTROL, self.evaluate(CONTROL, weights))
+
+
+def _complete(root):
+    path = os.path.join(root, SUMMARY_FILE)
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        return json.load(f).get("complete", False)
+
+
+def ground_truth_boxes(shifted_root):
+    """A boxes file (handobj_d2/semi/teacher.py) of the videos from their ground truth: the
+    hand box bounds the projected joints, the object box the projected 3D box corners; scores
+    1. The stand-in for an external hand-object detector (the paper used 100DOH's)."""
+    boxes = {}
+    for path in sorted(glob.glob(os.path.join(shifted_root, "video_ground_truth", "*.pkl"))):
+        with open(path, "rb") as f:
+            truth = pickle.load(f)
+        boxes[truth["name"]] = {
+            str(index): {
+                part: points_to_box(
+                    project_points(
+                        opengl_to_opencv(np.asarray(meta[key])), np.asarray(meta["camMat"])
+                    )
+                ).tolist()
+                + [1.0]
+                for part, key in (("hand", "handJoints3D"), ("object", "objCorners3D"))
+            }
+            for index, meta in enumerate(truth["frames"])
+        }
+    return boxes
+
+
+def pseudo_label_errors(out, shifted_root):
+    """Root-relative and Procrustes-aligned joint errors (mm) of the teacher's predictions
+    against the videos' ground truth: over the kept frames and over all predicted frames."""
+    errors = {"kept": [], "all": []}
+    for path in sorted(glob.glob(os.path.join(out, "videos", "*.json"))):
+        with open(path) as f:
+            result = json.load(f)
+        with open(
+            os.path.join(shifted_root, "video_ground_truth", f"{result['video']}.pkl"), "rb"
+        ) as f:
+            truth = pickle.load(f)["frames"]
+        for frame in result["frames"]:
+            if not frame["predicted"]:
+                continue
+            gt = opengl_to_opencv(np.asarray(truth[frame["frame_index"]]["handJoints3D"]))
+            gt = gt[HO3D_TO_MANOPTH] - gt[HO3D_TO_MANOPTH][:1]
+            pred = np.asarray(frame["prediction"]["joints3d"])
+            pair = (point_distances(pred, gt).mean(), point_distances(
+                procrustes_align(pred[None], gt[None])[0], gt).mean())  # fmt: skip
+            errors["all"].append(pair)
+            if frame["kept"]:
+                errors["kept"].append(pair)
+    out = {}
+    for part, values in errors.items():
+        values = np.array(values).reshape(-1, 2) * 1000
+        mean = values.mean(0) if len(values) else [float("nan")] * 2
+        out[f"MPJPE_mm_{part}"], out[f"PA_MPJPE_mm_{part}"] = float(mean[0]), float(mean[1])
+    return out
+
+
+def summarize(seeds):
+    """Mean, sample std and count over seeds of every model's metrics."""
+    summary = {}
+    models = sorted({m for s in seeds.values() for m in s if not m.startswith("pseudo_")})
+    for model in models:
+        rows = [s[model] for s in seeds.values() if s.get(model)]
+        summary[model] = {
+            metric: {
+                "mean": float(np.mean([r[metric] for r in rows])),
+                "std": float(np.std([r[metric] for r in rows], ddof=1)) if len(rows) > 1 else 0.0,
+                "n": len(rows),
+            }
+            for metric in METRICS
+        } if rows else None  # fmt: skip
+    return summary
+
+
+def markdown_table(results):
+    """The results as a Markdown table (mean +- sample std over seeds, then per seed)."""
+    seeds = results["seeds"]
+    lines = [
+        "| model (shifted-domain test set) | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | MPJPE (mm) | "
+        "AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, stats in results["summary"].items():
+        if stats is None:
+            continue
+        cells = [f"{stats[m]['mean']:.2f} ± {stats[m]['std']:.2f}" for m in METRICS]
+        per_seed = ", ".join(
+            f"{seeds[s][model]['PA_MPJPE_mm']:.2f}" if seeds[s].get(model) else "-" for s in seeds
+        )
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {per_seed} |")
+    lines += ["", "| pseudo-labels | frames | with a pair | kept | PA-MPJPE kept (mm) | "
+              "PA-MPJPE all predicted (mm) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for mode in MODES:
+        for seed, parts in seeds.items():
+            p = parts.get(f"pseudo_{mode}")
+            if p:
+                lines.append(
+                    f"| {mode}, seed {seed} | {p['frames']} | {p['with_prediction']} | "
+                    f"{p['kept']} | {p['PA_MPJPE_mm_kept']:.2f} | {p['PA_MPJPE_mm_all']:.2f} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.output, exist_ok=True)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    for name in ("detectron2", "handobj_d2"):
+        setup_logger(os.path.join(args.output, "log.txt"), name=name, abbrev_name=name[:4])
+    try:
+        setup_cfg(args.config_file, args.opts)
+    except HandObjectConfigError as e:
+        sys.exit(f"error: {e}")
+    path = os.path.join(args.output, "results.json")
+    settings = json.loads(json.dumps({k: v for k, v in vars(args).items() if k != "output"}))
+    results = {"settings": settings, "seeds": {}}
+    if os.path.isfile(path):  # resume: finished stages are reused, so the settings must match
+        with open(path) as f:
+            previous = json.load(f)
+        free = {"seeds": None, "threads": None}  # may change between runs
+        if {**previous["settings"], **free} != {**settings, **free}:
+            sys.exit(
+                f"error: {args.output} holds an experiment with other settings "
+                f"({previous['settings']}); choose another --output"
+            )
+        results["seeds"] = {s: v for s, v in previous["seeds"].items() if int(s) in args.seeds}
+
+    def save():
+        results["summary"] = summarize(results["seeds"])
+        write_atomically(path, json.dumps(results, indent=2))
+        write_atomically(os.path.join(args.output, "results.md"), markdown_table(results))
+
+    start = time.perf_counter()
+    for seed in args.seeds:
+        parts = results["seeds"].setdefault(str(seed), {})
+
+        def record(part, value, parts=parts):
+            parts[part] = value
+            save()
+
+        Experiment(args, seed).run(record)
+        logger.info(f"seed {seed} done after {(time.perf_counter() - start) / 60:.1f} min")
+    save()
+    print(markdown_table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
