@@ -169,3 +169,33 @@ def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path, caps
     assert code == 2
     assert f"no hand found in {image}" in capsys.readouterr().err
     assert (tmp_path / "nohand" / f"{image.stem}.jpg").exists()
+
+
+def test_run_demo_runs_every_stage_and_resumes(tmp_path):
+    """The main job (make demo) at toy size: every stage runs, summary.json lists what exists,
+    and a rerun reads the finished stages back instead of redoing them. Filters reduced to the
+    interaction check so that a 20-iteration teacher still yields pseudo-labels."""
+    command = [sys.executable, str(REPO / "tools" / "run_demo.py"), "--output", str(tmp_path / "out"),
+               "--train", "8", "--eval", "4", "--videos", "1", "--frames-per-video", "6",
+               "--image-size", "160", "120", "--iters", "10", "--student-iters", "4",
+               "--demo-images", "2", "MODEL.HANDOBJ.DETECTION_SCORE_THRESH", "0.0",
+               "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+               "SEMI.FILTER.NAMES", "('interaction',)", "INPUT.HANDOBJ.CROP_SIZE", "64"]  # fmt: skip
+    env = _env(tmp_path / "datasets")
+    first = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(summary["stages"]) == {"untrained", "trained", "pseudo_labels", "self_trained"}
+    assert "hand/MPJPE_mm" in summary["stages"]["trained"]
+    assert summary["stages"]["pseudo_labels"]["kept"] > 0
+    assert "hand/MPJPE_mm" in summary["stages"]["self_trained"]
+    for path in summary["artefacts"].values():
+        assert os.path.exists(path), path
+    assert len(list(Path(summary["artefacts"]["demo_images"]).glob("*.jpg"))) == 2
+
+    second = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+    assert second.returncode == 0
+    assert "exists, skipping training" in second.stdout + second.stderr
+    assert (
+        json.loads((tmp_path / "out" / "summary.json").read_text())["stages"] == summary["stages"]
+    )
