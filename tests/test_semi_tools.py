@@ -167,6 +167,7 @@ class StandInPredictor:
     crop_size = 96
     crop_scale = 1.5
     input_format = "BGR"
+    model_input = HandObjectPredictor.model_input  # the real crop, on the attributes above
 
     def __init__(self, pose):
         self.model = self

@@ -139,9 +139,16 @@ class HandObjectPredictor:
             request.setdefault(key, None)
         return request
 
-    def _model_input(self, request, crop_scale):
-        """The model's input dict: the crop of the fused box (or of the whole image when
-        ``crop_scale`` is None), intrinsics and boxes moved into the crop's pixels."""
+    def model_input(self, request, crop_scale, view=None):
+        """The model's input dict for a request (``image``, ``camera_K``, ``hand_box``,
+        ``object_box``, ``control_points3d``): the square crop of the fused box enlarged
+        ``crop_scale`` times (of the whole image when ``crop_scale`` is None), with the
+        intrinsics and boxes moved into the crop's pixels.
+
+        ``view``: optional (3, 3) pixel transform applied to the image before the crop (e.g. an
+        in-plane rotation, for test-time augmentation); the crop's intrinsics are then left
+        out, since the view is no longer a pinhole camera's.
+        """
         image = request["image"]
         height, width = image.shape[:2]
         if crop_scale is None:
@@ -149,6 +156,8 @@ class HandObjectPredictor:
         else:
             fused = union_box(np.asarray(request["hand_box"]), np.asarray(request["object_box"]))
             matrix = crop_matrix(fused, self.crop_size, crop_scale)
+        if view is not None:
+            matrix = matrix @ view
         crop = cv2.warpAffine(
             image, matrix[:2], (self.crop_size, self.crop_size), flags=cv2.INTER_LINEAR
         )
@@ -159,21 +168,23 @@ class HandObjectPredictor:
             "height": height,
             "width": width,
             "image_to_input": matrix,
-            "camera_K": matrix @ request["camera_K"],
         }
-        if request["control_points3d"] is not None:
+        if view is None and request.get("camera_K") is not None:
+            record["camera_K"] = matrix @ request["camera_K"]
+        if request.get("control_points3d") is not None:
             record["control_points3d"] = request["control_points3d"]
         if crop_scale is not None:
             for key in ("hand_box", "object_box"):
-                corners = np.asarray(request[key], dtype=np.float64).reshape(2, 2)
+                x1, y1, x2, y2 = np.asarray(request[key], dtype=np.float64)
+                corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]])
                 corners = corners @ matrix[:2, :2].T + matrix[:2, 2]
-                record[key] = corners.reshape(4)
+                record[key] = np.concatenate([corners.min(0), corners.max(0)])
         return record
 
     def _run(self, requests, inference_boxes, crop_scale):
         if not requests:  # every image had given boxes, or none had a pair
             return []
-        inputs = [self._model_input(r, crop_scale) for r in requests]
+        inputs = [self.model_input(r, crop_scale) for r in requests]
         self.model.inference_boxes = inference_boxes
         outputs = self.model(inputs)
         for request, output in zip(requests, outputs):

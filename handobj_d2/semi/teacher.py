@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..engine.predictor import HandObjectPredictor
-from ..geometry import crop_matrix, union_box
+from ..geometry import union_box
 from .pseudo_labels import filter_names
 
 logger = logging.getLogger(__name__)
@@ -241,29 +241,14 @@ class Teacher:
     def _transformed_input(self, request, detection, scale, degrees):
         """Model input of one transform: the frame rotated by ``degrees`` about the centre of
         the fused box, cropped to ``scale`` x CROP_SCALE x that box. Returns (record, Rz)."""
-        predictor = self.predictor
-        image = request["image"]
-        height, width = image.shape[:2]
         fused = union_box(detection["hand_box"], detection["object_box"])
         centre = (fused[:2] + fused[2:]) / 2
         rotation = np.eye(3)
         rotation[:2] = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), degrees, 1.0)
-        matrix = crop_matrix(fused, predictor.crop_size, predictor.crop_scale * scale) @ rotation
-        size = predictor.crop_size
-        crop = cv2.warpAffine(image, matrix[:2], (size, size), flags=cv2.INTER_LINEAR)
-        if predictor.input_format == "RGB":
-            crop = crop[:, :, ::-1]
-        record = {
-            "image": torch.as_tensor(np.ascontiguousarray(crop.transpose(2, 0, 1))),
-            "height": height,
-            "width": width,
-            "image_to_input": matrix,
-        }
-        for part in _BOX_PARTS:
-            x1, y1, x2, y2 = detection[f"{part}_box"]
-            corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]]) @ matrix[:2, :2].T
-            corners += matrix[:2, 2]
-            record[f"{part}_box"] = np.concatenate([corners.min(0), corners.max(0)])
+        boxes = {f"{part}_box": detection[f"{part}_box"] for part in _BOX_PARTS}
+        record = self.predictor.model_input(
+            {**request, **boxes}, self.predictor.crop_scale * scale, view=rotation
+        )
         return record, roll_matrix(rotation[:2, :2])
 
 
