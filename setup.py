@@ -4,6 +4,7 @@
 Detectron2 itself is not on PyPI: `make install` (or `python tools/install_detectron2.py`)
 installs it, leaving an already importable detectron2 alone.
 """
+
 from pathlib import Path
 
 from setuptools import find_packages, setup

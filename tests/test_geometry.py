@@ -118,8 +118,14 @@ def test_root_translation_is_recovered_from_exact_projections():
     rng = np.random.default_rng(3)
     joints = rng.normal(0, 0.04, (4, 21, 3))
     joints -= joints[:, :1]
-    translation = np.array([[0.05, -0.02, 0.5], [-0.1, 0.1, 0.7], [0.0, 0.0, 0.4], [0.2, 0.05, 0.9]])
+    translation = np.array(
+        [[0.05, -0.02, 0.5], [-0.1, 0.1, 0.7], [0.0, 0.0, 0.4], [0.2, 0.05, 0.9]]
+    )
     K = np.array([[600.0, 0, 320], [0, 580.0, 240], [0, 0, 1]])
     joints2d = g.project_points(joints + translation[:, None], K)
-    np.testing.assert_allclose(g.estimate_root_translation(joints2d, joints, K), translation, atol=1e-9)
-    np.testing.assert_allclose(g.estimate_root_translation(joints2d[0], joints[0], K), translation[0], atol=1e-9)
+    np.testing.assert_allclose(
+        g.estimate_root_translation(joints2d, joints, K), translation, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        g.estimate_root_translation(joints2d[0], joints[0], K), translation[0], atol=1e-9
+    )

@@ -5,6 +5,7 @@
 
 Each task lives in ``handobj_d2/benchmarks.py`` next to the others; ``--help`` lists them.
 """
+
 import sys
 
 from handobj_d2.benchmarks import main
