@@ -17,7 +17,8 @@ Per seed (every stage is skipped when its output exists, so a rerun resumes):
    boxes file (the stand-in for the external hand-object detector the paper used, 100DOH's),
    or with --boxes detector from the teacher's own detector;
 4. students: the teacher fine-tuned on labeled + pseudo-labeled data, one per pseudo-label set
-   (with --control also the teacher fine-tuned as long on the labeled set alone);
+   (with --control also the teacher fine-tuned as long on the labeled set alone, and a student
+   on the video frames' ground truth instead of pseudo-labels: a perfect teacher's);
 5. evaluation of teacher and students on the shifted test set (HandPoseEvaluator).
 
 Writes DIR/results.json (per seed and model: PA_MPJPE_mm, PA_AUC, MPJPE_mm, AUC; pseudo-label
@@ -55,8 +56,6 @@ from handobj_d2.semi.teacher import build_teacher
 logger = logging.getLogger("handobj_d2.semi_experiment")
 
 MODES = ("distillation", "filtered")
-MODELS = ("teacher", "student_distillation", "student_filtered")
-CONTROL = "teacher_continued"
 METRICS = ("PA_MPJPE_mm", "PA_AUC", "MPJPE_mm", "AUC")
 FINAL_WEIGHTS = "model_final.pth"
 
@@ -103,8 +102,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--control",
         action="store_true",
-        help="also fine-tune the teacher on the labeled set alone, as long as the "
-        "students (is a gain from the pseudo-labels or from more iterations?)",
+        help="also train, as long as the students, the teacher on the labeled set alone "
+        "(teacher_continued: a gain from pseudo-labels or from more iterations?) and a student on "
+        "ground-truth labels of the same video frames (student_oracle: a perfect teacher)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="config overrides for every stage: KEY VALUE ...")  # fmt: skip
@@ -232,8 +232,41 @@ class Experiment:
             )  # fmt: skip
             record(name, self.evaluate(name, weights))
         if a.control:
-            weights = self.train(CONTROL, a.student_iters, "MODEL.WEIGHTS", teacher)
-            record(CONTROL, self.evaluate(CONTROL, weights))
+            weights = self.train("teacher_continued", a.student_iters, "MODEL.WEIGHTS", teacher)
+            record("teacher_continued", self.evaluate("teacher_continued", weights))
+            labels = self.oracle_labels()
+            if labels is None:
+                record("student_oracle", None)
+                return
+            weights = self.train(
+                "student_oracle", a.student_iters, "MODEL.WEIGHTS", teacher,
+                "SEMI.PSEUDO_LABEL_FILES", f"('{labels}',)",
+            )  # fmt: skip
+            record("student_oracle", self.evaluate("student_oracle", weights))
+
+    def oracle_labels(self):
+        """The distillation pseudo-labels (every frame with a pair) with the teacher's 2D and 3D
+        joints replaced by the videos' ground truth: the pseudo-labels of a perfect teacher.
+        None when no frame had a pair."""
+        path = os.path.join(self.dir, "oracle_labels.json")
+        if not os.path.isfile(path):
+            folder = os.path.join(self.dir, "pseudo_distillation")
+            with open(os.path.join(folder, "pseudo_labels.json")) as f:
+                records = json.load(f)
+            for record in records:
+                video, index = record["image_id"].rsplit("/", 1)
+                with open(
+                    os.path.join(self.shifted_root, "video_ground_truth", f"{video}.pkl"), "rb"
+                ) as f:
+                    meta = pickle.load(f)["frames"][int(index)]
+                joints = opengl_to_opencv(np.asarray(meta["handJoints3D"]))[HO3D_TO_MANOPTH]
+                hand = record["annotations"][0]
+                hand["joints2d"] = project_points(joints, np.asarray(meta["camMat"])).tolist()
+                hand["joints3d"] = (joints - joints[:1]).tolist()
+                record["file_name"] = os.path.abspath(os.path.join(folder, record["file_name"]))
+            write_atomically(path, json.dumps(records))
+        with open(path) as f:
+            return path if json.load(f) else None
 
 
 def _complete(root):
@@ -360,7 +393,7 @@ def main(argv=None):
     if os.path.isfile(path):  # resume: finished stages are reused, so the settings must match
         with open(path) as f:
             previous = json.load(f)
-        free = {"seeds": None, "threads": None}  # may change between runs
+        free = {"seeds": None, "threads": None, "control": None}  # may change between runs
         if {**previous["settings"], **free} != {**settings, **free}:
             sys.exit(
                 f"error: {args.output} holds an experiment with other settings "
