@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 import handobj_d2  # noqa: F401  (registers models and datasets)
@@ -167,9 +168,16 @@ class Experiment:
         cfg.defrost()
         cfg.DATASETS.TEST = ()  # evaluated by ``evaluate``, once
         cfg.freeze()
+        seed_all_rng(self.seed)  # initialisation, data order and augmentation
         trainer = HandObjectTrainer(cfg)
         trainer.resume_or_load(resume=True)
         trainer.train()
+        # Keep the final weights only: optimizer state and intermediate checkpoints are 6x more.
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+        torch.save({"model": checkpoint["model"]}, weights + ".tmp")
+        os.replace(weights + ".tmp", weights)
+        for path in glob.glob(os.path.join(out, "model_0*.pth")):
+            os.remove(path)
         return weights
 
     def evaluate(self, name, weights):
