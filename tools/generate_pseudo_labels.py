@@ -17,6 +17,7 @@ interruption skips the finished videos. Boxes file format: handobj_d2/semi/teach
 Multi-machine: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT.
 """
 
+import argparse
 import json
 import logging
 import os
@@ -41,6 +42,9 @@ logger = logging.getLogger("handobj_d2.generate_pseudo_labels")
 
 def parse_args(argv=None):
     parser = default_argument_parser(epilog=__doc__)
+    for action in parser._actions:  # training flags of Detectron2's parser: not used here
+        if action.dest in ("resume", "eval_only"):
+            action.help = argparse.SUPPRESS
     parser.add_argument(
         "--videos",
         nargs="+",
