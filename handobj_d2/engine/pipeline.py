@@ -10,28 +10,28 @@ import os
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.logger import setup_logger
 
-from ..data.synthetic import generate_dataset
+from ..data.synthetic import SUMMARY_FILE, generate_dataset
 from ..semi.pseudo_labels import write_atomically
 from .trainer import HandObjectTrainer
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_SUMMARY = "synthetic.json"  # written last by generate_dataset: the "done" marker
-
 
 def ensure_synthetic_dataset(root, **options):
     """Generate the synthetic HO3D-format set under ``root`` (options of
     ``data.synthetic.generate_dataset``) unless a finished one with the same options is
-    there. Returns its summary dict."""
-    marker = os.path.join(root, SYNTHETIC_SUMMARY)
+    there (a set whose generation was interrupted, ``complete`` False, is remade). Returns its
+    summary dict."""
+    marker = os.path.join(root, SUMMARY_FILE)
     if os.path.isfile(marker):
         with open(marker) as f:
             summary = json.load(f)
         requested = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-        if all(summary.get(k) == v for k, v in requested.items() if k in summary):
+        same = all(summary.get(k) == v for k, v in requested.items() if k in summary)
+        if same and summary.get("complete"):
             logger.info(f"Synthetic set in {root} already made, reusing it")
             return summary
-        logger.info(f"Synthetic set in {root} was made with other options, remaking it")
+        logger.info(f"Synthetic set in {root} is unfinished or was made otherwise, remaking it")
     return generate_dataset(root, **options)
 
 
