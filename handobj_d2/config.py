@@ -49,6 +49,10 @@ def add_handobj_config(cfg):
     # the flattened 2x2 map of MESH_CHANNELS, 1024 values, -> 1024 -> 512).
     _C.MODEL.HANDOBJ.HAND.MESH_CHANNELS = 256
     _C.MODEL.HANDOBJ.HAND.MESH_FC_DIMS = [1024, 512]
+    # Scale of the mesh regression's gradient flowing back into the heatmaps, the hourglass and
+    # the backbone (1: end to end, as released; 0: the 2D branch learns from its 2D losses only,
+    # which lets a model trained from random weights learn the 2D joints at all).
+    _C.MODEL.HANDOBJ.HAND.MESH_INPUT_GRADIENT = 1.0
     # joints2d_conf: heatmap probability within this many heatmap cells of the 2D joint.
     _C.MODEL.HANDOBJ.HAND.CONFIDENCE_RADIUS = 1.5
 
@@ -67,6 +71,11 @@ def add_handobj_config(cfg):
     # Loss weights (released code). Pseudo-labels carry 3D joints only and use PSEUDO_*.
     _C.MODEL.HANDOBJ.LOSS = CN()
     _C.MODEL.HANDOBJ.LOSS.JOINTS2D = 1e2
+    # Auxiliary heatmap supervision (not in the released code, hence 0): KL divergence from a
+    # Gaussian of HEATMAP_SIGMA heatmap cells at each labelled 2D joint to the predicted heatmap.
+    # Soft-argmax alone trains slowly from random weights; the tiny synthetic config turns it on.
+    _C.MODEL.HANDOBJ.LOSS.HEATMAP = 0.0
+    _C.MODEL.HANDOBJ.LOSS.HEATMAP_SIGMA = 1.0
     _C.MODEL.HANDOBJ.LOSS.VERTICES3D = 1e4
     _C.MODEL.HANDOBJ.LOSS.JOINTS3D = 1e4
     _C.MODEL.HANDOBJ.LOSS.MANO_POSE = 10.0

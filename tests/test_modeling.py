@@ -18,8 +18,14 @@ from handobj_d2.engine import setup_cfg
 from handobj_d2.geometry import axis_angle_to_matrix
 from handobj_d2.mano import HandLayer
 from handobj_d2.modeling import select_hand_object_pair
-from handobj_d2.modeling.hand_head import HeatmapHead, heatmap_confidence
-from handobj_d2.modeling.losses import labelled_mean, object_losses
+from handobj_d2.modeling.hand_head import HeatmapHead, heatmap_confidence, scale_gradient
+from handobj_d2.modeling.losses import (
+    gaussian_heatmaps,
+    hand_losses,
+    heatmap_divergence,
+    labelled_mean,
+    object_losses,
+)
 
 TINY = "configs/synthetic/handobj_tiny.yaml"
 POSE_LOSSES = (
@@ -399,3 +405,84 @@ def test_mesh_head_starts_near_the_flat_hand(hand_layer):
     flat_vertices, _ = hand_layer(torch.zeros(2, 48), torch.zeros(2, 10))
     assert (out["vertices"] - flat_vertices).norm(dim=-1).max() < 0.02  # metres
     assert axis_angle_to_matrix(torch.zeros(1, 3)).allclose(torch.eye(3))
+
+
+def test_gaussian_heatmap_targets_and_their_divergence():
+    sigma = 1.0
+    # Joint on the centre of cell (row 10, column 6) of a 32 x 32 grid; one far outside the box.
+    joints = torch.tensor([[[6.5 / 32, 10.5 / 32], [3.0, 3.0]]])
+    target, valid = gaussian_heatmaps(joints, 32, sigma)
+    assert valid.tolist() == [[True, False]] and target[0, 1].sum() == 0
+    torch.testing.assert_close(target[0, 0].sum(), torch.tensor(1.0))
+    # Cells within 3 sigma of a cell centre: offsets (dx, dy) with dx^2 + dy^2 <= 9, 29 of them;
+    # weights exp(-d^2 / 2); the centre cell's share is 1 / their sum.
+    offsets = [(dx, dy) for dx in range(-3, 4) for dy in range(-3, 4) if dx * dx + dy * dy <= 9]
+    assert len(offsets) == 29 and int((target[0, 0] > 0).sum()) == 29
+    total = sum(math.exp(-(dx * dx + dy * dy) / 2) for dx, dy in offsets)
+    torch.testing.assert_close(target[0, 0, 10, 6], torch.tensor(1 / total))
+    torch.testing.assert_close(target[0, 0, 10, 7], torch.tensor(math.exp(-0.5) / total))
+    # KL(target || target) = 0; against a uniform map it is log(1024) - the target's entropy.
+    zero = heatmap_divergence(target, target, valid)
+    torch.testing.assert_close(zero, torch.zeros(1))
+    uniform = torch.full((1, 2, 32, 32), 1 / 1024)
+    t = target[0, 0][target[0, 0] > 0]
+    expected = math.log(1024) + float((t * t.log()).sum())
+    torch.testing.assert_close(heatmap_divergence(uniform, target, valid), torch.tensor([expected]))
+
+
+def test_heatmap_loss_is_off_by_default_and_weighted_when_on(hand_layer):
+    cfg = setup_cfg("configs/Base-HandObject-RCNN.yaml")
+    assert cfg.MODEL.HANDOBJ.LOSS.HEATMAP == 0  # not in the released code
+    joints = torch.full((1, 21, 2), 0.5 + 0.5 / 32)  # every joint on the centre of cell (16, 16)
+    heatmaps = torch.full((1, 21, 32, 32), 1 / 1024)
+    pred = {
+        "heatmaps": [heatmaps],
+        "joints2d": [joints],
+        "rotmats": torch.eye(3).expand(1, 16, 3, 3),
+        "mano_shape": torch.zeros(1, 10),
+    }
+    pred["vertices"], pred["joints3d"] = hand_layer.forward_rotmats(
+        pred["rotmats"], pred["mano_shape"]
+    )
+    gt = {
+        "joints2d": joints,
+        "joints3d": pred["joints3d"],
+        "mano_pose": torch.zeros(1, 48),
+        "mano_shape": torch.zeros(1, 10),
+        "has_hand": torch.ones(1, dtype=torch.bool),
+        "has_joints2d": torch.ones(1, dtype=torch.bool),
+        "has_joints3d": torch.ones(1, dtype=torch.bool),
+        "has_mano": torch.ones(1, dtype=torch.bool),
+    }
+    loss_cfg = cfg.MODEL.HANDOBJ.LOSS
+    assert "loss_heatmap" not in hand_losses(pred, gt, torch.ones(1), loss_cfg, hand_layer)
+    loss_cfg.defrost()
+    loss_cfg.HEATMAP = 2.0
+    losses = hand_losses(pred, gt, torch.ones(1), loss_cfg, hand_layer)
+    offsets = [(dx, dy) for dx in range(-3, 4) for dy in range(-3, 4) if dx * dx + dy * dy <= 9]
+    weights = [math.exp(-(dx * dx + dy * dy) / 2) for dx, dy in offsets]
+    entropy = -sum(w / sum(weights) * math.log(w / sum(weights)) for w in weights)
+    torch.testing.assert_close(losses["loss_heatmap"], torch.tensor(2 * (math.log(1024) - entropy)))
+    assert losses["loss_joints2d"] == 0  # soft-argmax already on the joints
+
+
+def test_mesh_input_gradient_scales_what_reaches_the_heatmap_branch():
+    x = torch.ones(3, requires_grad=True)
+    (scale_gradient(x, 0.25) * 3).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((3,), 0.75))
+    features = torch.randn(2, 32, 32, 32)
+
+    def heatmap_branch_gradient(scale):
+        head = tiny_model("MODEL.HANDOBJ.HAND.MESH_INPUT_GRADIENT", scale).roi_heads.hand_head
+        head(features)["joints3d"].square().sum().backward()  # a loss on the mesh head only
+        score = head.heatmap_head.stacks[-1]["score"].weight.grad
+        mesh = head.mesh_head.pose.weight.grad
+        return score, mesh
+
+    score, mesh = heatmap_branch_gradient(1.0)
+    assert score.abs().sum() > 0 and mesh.abs().sum() > 0
+    score_half, mesh_half = heatmap_branch_gradient(0.5)  # same seed: same weights
+    torch.testing.assert_close(score_half, score * 0.5)
+    torch.testing.assert_close(mesh_half, mesh)
+    score_zero, mesh_zero = heatmap_branch_gradient(0.0)
+    assert score_zero is None and mesh_zero.abs().sum() > 0

@@ -15,8 +15,9 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from handobj_d2.data.segmentation import SEGMENTATION_DECODERS
+from handobj_d2.data.synthetic.scene import MAX_TILT, MAX_TURN, sample_hand_rotation
 from handobj_d2.data.video import find_videos, read_image
-from handobj_d2.geometry import JOINT_PARENTS, MANOPTH_TO_HO3D
+from handobj_d2.geometry import HO3D_TO_MANOPTH, JOINT_PARENTS, MANOPTH_TO_HO3D
 from handobj_d2.mano import ManoLayer
 
 WIDTH, HEIGHT = 256, 192
@@ -302,3 +303,42 @@ def test_tool_refuses_to_mix_or_delete_other_folders(dataset, tmp_path):
     with pytest.raises(SystemExit, match="not a synthetic set"):
         _generate(other, "--train", 1, "--overwrite")
     assert (other / "keep.jpg").is_file()
+
+
+def test_views_show_the_back_or_side_of_the_hand_tilted_at_most_max_tilt(dataset):
+    for name in _names(dataset, "train"):
+        joints = (_meta(dataset, "train", name)["handJoints3D"] * FLIP)[HO3D_TO_MANOPTH]
+        forward = joints[9] - joints[0]  # wrist -> middle knuckle, OpenCV frame
+        tilt = np.arcsin(abs(forward[2]) / np.linalg.norm(forward))
+        assert tilt <= MAX_TILT + 1e-6, (name, np.degrees(tilt))
+        # Right hand: index knuckle x middle knuckle (from the little finger's) points out of
+        # the palm; it faces away from the camera (+z) or is turned at most MAX_TURN.
+        normal = np.cross(joints[5] - joints[17], forward)
+        assert normal[2] / np.linalg.norm(normal) >= np.cos(MAX_TURN) - 1e-6, name
+
+
+def test_hand_rotations_show_the_back_or_side_and_every_in_plane_direction():
+    rng = np.random.default_rng(0)
+    palm_axes = cv2.Rodrigues(np.array([0.3, -1.2, 0.7]))[0]  # across, forward, normal
+    forward_z, normal_z, angles = [], [], []
+    for _ in range(400):
+        R = sample_hand_rotation(rng, palm_axes)
+        torch.testing.assert_close(R @ R.T, np.eye(3), atol=1e-12, rtol=0)
+        assert np.linalg.det(R) == pytest.approx(1.0)
+        forward, normal = R @ palm_axes[:, 1], R @ palm_axes[:, 2]
+        forward_z.append(forward[2])
+        normal_z.append(normal[2])
+        angles.append(np.arctan2(forward[1], forward[0]))
+    assert np.abs(forward_z).max() <= np.sin(MAX_TILT) + 1e-9
+    assert np.abs(forward_z).max() > np.sin(MAX_TILT) * 0.95  # the whole range is used
+    # The palm normal points away from the camera (+z) or at most MAX_TURN from it; the
+    # normal's z is cos(turn) cos(tilt), negative (palm half towards the camera) for turns
+    # beyond 90 degrees: (MAX_TURN - 90) / MAX_TURN of the views, 1/4 for 120 degrees.
+    normal_z = np.array(normal_z)
+    assert normal_z.min() >= np.cos(MAX_TURN) - 1e-9
+    assert normal_z.min() < np.cos(MAX_TURN) * 0.9  # the whole range is used
+    expected = (MAX_TURN - np.pi / 2) / MAX_TURN
+    assert abs(np.mean(normal_z < 0) - expected) < 0.07
+    # In-plane direction of the fingers: every 45-degree sector is visited.
+    sectors = np.floor((np.array(angles) + np.pi) / (np.pi / 4)).astype(int) % 8
+    assert set(sectors) == set(range(8))

@@ -197,8 +197,31 @@ class MeshHead(nn.Module):
         }
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward pass multiplies the gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x, scale):
+    """``x`` unchanged, its gradient scaled by ``scale`` (0: detached)."""
+    if scale == 1:
+        return x
+    if scale == 0:
+        return x.detach()
+    return _ScaleGradient.apply(x, scale)
+
+
 class HandHead(nn.Module):
-    """The hand decoder: :class:`HeatmapHead` then :class:`MeshHead`.
+    """The hand decoder: :class:`HeatmapHead` then :class:`MeshHead`; the mesh head's gradient
+    into its inputs is scaled by MODEL.HANDOBJ.HAND.MESH_INPUT_GRADIENT.
 
     forward(features (N, C, R, R)) -> dict with the keys of both heads (``features`` dropped).
     """
@@ -223,8 +246,12 @@ class HandHead(nn.Module):
             hand.MESH_FC_DIMS,
             build_hand_layer(cfg),
         )
+        self.mesh_input_gradient = hand.MESH_INPUT_GRADIENT
 
     def forward(self, features):
         out = self.heatmap_head(features)
-        out.update(self.mesh_head(out["heatmaps"][-1], out.pop("features")))
+        mesh_inputs = (out["heatmaps"][-1], out.pop("features"))
+        out.update(
+            self.mesh_head(*(scale_gradient(x, self.mesh_input_gradient) for x in mesh_inputs))
+        )
         return out

@@ -22,12 +22,37 @@ def _mse(pred, target):
     return (pred - target).square().flatten(1).mean(1)
 
 
+def gaussian_heatmaps(joints2d, resolution, sigma):
+    """Target heatmaps: a Gaussian of ``sigma`` cells around each joint, cut at 3 sigma and
+    normalised to sum 1 over the grid.
+
+    joints2d (N, J, 2) normalised to the box -> heatmaps (N, J, R, R) and a (N, J) bool mask of
+    the joints whose Gaussian reaches the grid (all-zero heatmaps otherwise)."""
+    r = resolution
+    centres = (torch.arange(r, dtype=joints2d.dtype, device=joints2d.device) + 0.5) / r
+    dx = (centres - joints2d[..., 0:1]) * r  # (N, J, R) in cells
+    dy = (centres - joints2d[..., 1:2]) * r
+    squared = dy[..., :, None] ** 2 + dx[..., None, :] ** 2
+    heatmaps = torch.exp(-squared / (2 * sigma**2)) * (squared <= (3 * sigma) ** 2)
+    total = heatmaps.sum((-2, -1))
+    valid = total > 1e-6
+    return heatmaps / total.clamp_min(1e-6)[..., None, None], valid
+
+
+def heatmap_divergence(heatmaps, target, valid):
+    """Per-sample KL(target || heatmaps) averaged over the valid joints: heatmaps and target
+    (N, J, R, R) each sum to 1 per joint, valid (N, J) bool -> (N,)."""
+    log_ratio = target.clamp_min(1e-12).log() - heatmaps.clamp_min(1e-12).log()
+    per_joint = (target * log_ratio).flatten(2).sum(-1) * valid
+    return per_joint.sum(1) / valid.sum(1).clamp_min(1)
+
+
 def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
     """Losses of the hand decoder.
 
     Args:
-        pred: the HandHead outputs (``joints2d`` list per stack, ``rotmats``, ``mano_shape``,
-            ``vertices``, ``joints3d``).
+        pred: the HandHead outputs (``heatmaps`` and ``joints2d`` lists per stack, ``rotmats``,
+            ``mano_shape``, ``vertices``, ``joints3d``).
         gt: dict of tensors over the N samples: ``joints2d`` (N, J, 2) normalised to the hand
             box, ``joints3d`` (N, J, 3) metres root-relative, ``mano_pose`` (N, 48),
             ``mano_shape`` (N, 10), and bool masks ``has_hand``, ``has_joints2d``, ``has_joints3d``,
@@ -36,6 +61,7 @@ def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
         loss_cfg: MODEL.HANDOBJ.LOSS.
         hand_layer: the model's HandLayer (ground-truth vertices from ground-truth MANO).
 
+    With 2D joints: the 2D joint loss and, when LOSS.HEATMAP > 0, the heatmap divergence.
     With MANO labels: 2D joints, vertices, 3D joints, pose rotation matrices and shape. With
     3D joints only (pseudo-labels): 2D joints, 3D joints and regularisers pulling the shape to
     the mean and the finger rotations to the flat hand (identity).
@@ -44,6 +70,18 @@ def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
     has_mano = gt["has_mano"].float() * has_hand
     joints_only = gt["has_joints3d"].float() * (1 - has_mano) * has_hand
     joints2d = torch.stack([_mse(j, gt["joints2d"]) for j in pred["joints2d"]]).mean(0)
+    has_joints2d = weights * has_hand * gt["has_joints2d"].float()
+    losses = {
+        "loss_joints2d": loss_cfg.JOINTS2D * labelled_mean(joints2d, has_joints2d),
+    }
+    if loss_cfg.HEATMAP > 0:
+        target, valid = gaussian_heatmaps(
+            gt["joints2d"], pred["heatmaps"][0].shape[-1], loss_cfg.HEATMAP_SIGMA
+        )
+        divergence = torch.stack(
+            [heatmap_divergence(h, target, valid) for h in pred["heatmaps"]]
+        ).mean(0)
+        losses["loss_heatmap"] = loss_cfg.HEATMAP * labelled_mean(divergence, has_joints2d)
     with torch.no_grad():
         gt_rotmats = axis_angle_to_matrix(gt["mano_pose"].view(-1, 16, 3))
         gt_vertices, gt_mano_joints = hand_layer.forward_rotmats(gt_rotmats, gt["mano_shape"])
@@ -51,23 +89,24 @@ def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
         gt_joints3d = torch.where(has_joints3d, gt["joints3d"], gt_mano_joints)
     joints3d_weights = loss_cfg.JOINTS3D * has_mano + loss_cfg.PSEUDO_JOINTS3D * joints_only
     eye = torch.eye(3, dtype=pred["rotmats"].dtype, device=pred["rotmats"].device)
-    return {
-        "loss_joints2d": loss_cfg.JOINTS2D
-        * labelled_mean(joints2d, weights * has_hand * gt["has_joints2d"].float()),
-        "loss_vertices3d": loss_cfg.VERTICES3D
-        * labelled_mean(_mse(pred["vertices"], gt_vertices), weights * has_mano),
-        "loss_joints3d": labelled_mean(
-            _mse(pred["joints3d"], gt_joints3d), weights * joints3d_weights
-        ),
-        "loss_mano_pose": loss_cfg.MANO_POSE
-        * labelled_mean(_mse(pred["rotmats"], gt_rotmats), weights * has_mano),
-        "loss_mano_shape": loss_cfg.MANO_SHAPE
-        * labelled_mean(_mse(pred["mano_shape"], gt["mano_shape"]), weights * has_mano),
-        "loss_shape_regularizer": loss_cfg.SHAPE_REGULARIZER
-        * labelled_mean(pred["mano_shape"].square().mean(1), weights * joints_only),
-        "loss_pose_regularizer": loss_cfg.POSE_REGULARIZER
-        * labelled_mean(_mse(pred["rotmats"][:, 1:], eye), weights * joints_only),
-    }
+    losses.update(
+        {
+            "loss_vertices3d": loss_cfg.VERTICES3D
+            * labelled_mean(_mse(pred["vertices"], gt_vertices), weights * has_mano),
+            "loss_joints3d": labelled_mean(
+                _mse(pred["joints3d"], gt_joints3d), weights * joints3d_weights
+            ),
+            "loss_mano_pose": loss_cfg.MANO_POSE
+            * labelled_mean(_mse(pred["rotmats"], gt_rotmats), weights * has_mano),
+            "loss_mano_shape": loss_cfg.MANO_SHAPE
+            * labelled_mean(_mse(pred["mano_shape"], gt["mano_shape"]), weights * has_mano),
+            "loss_shape_regularizer": loss_cfg.SHAPE_REGULARIZER
+            * labelled_mean(pred["mano_shape"].square().mean(1), weights * joints_only),
+            "loss_pose_regularizer": loss_cfg.POSE_REGULARIZER
+            * labelled_mean(_mse(pred["rotmats"][:, 1:], eye), weights * joints_only),
+        }
+    )
+    return losses
 
 
 def object_losses(pred, gt_points, masks, weights, loss_cfg):

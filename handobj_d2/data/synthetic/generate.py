@@ -25,14 +25,14 @@ from ...mano import HandLayer
 from ...mano.layer import MANOPTH_FINGERTIPS
 from .backgrounds import render_background
 from .domains import get_domain
-from .grasp import GraspSynthesizer
+from .grasp import GraspSynthesizer, PalmFrame
 from .objects import EVALUATION_OBJECTS, TRAIN_OBJECTS, build_objects
 from .render import render_frame
 from .scene import (
     place_in_view,
-    random_rotation,
     sample_betas,
     sample_camera,
+    sample_hand_rotation,
     sample_lighting,
     sample_skin,
 )
@@ -111,7 +111,7 @@ class SyntheticSceneGenerator:
 
     def sample_view(self, rng, setup, grasp):
         """Global rotation (3, 3) and wrist position (3,) m that put the grasp in view."""
-        rotation = random_rotation(rng)
+        rotation = sample_hand_rotation(rng, PalmFrame.from_joints(grasp.joints).matrix())
         centre = (grasp.joints.mean(0) + grasp.object_t) / 2
         wrist = place_in_view(rng, setup.camera_K, self.width, self.height, rotation @ centre)
         return rotation, wrist

@@ -1,8 +1,11 @@
 """Cameras, lights, skin and hand placement of synthetic scenes (OpenCV camera frame, metres).
 
-The camera looks along +z; the hand's global rotation is uniform over rotations, and the hand is
-placed so that the hand-object pair is in view with its centre ``HAND_DISTANCE`` from the
-camera (HO3D's hands are about 0.4-0.8 m away).
+The camera looks along +z. The hand is seen as a third-person camera sees a hand holding an
+object (HO3D's viewpoints): any in-plane rotation, mostly the back or the side of the hand
+(turned at most MAX_TURN about the forearm from the back; beyond a quarter turn the palm and the
+object in it start to face the camera and hide the fingers), the fingers tilted at most MAX_TILT
+towards or away from the camera, never the fully foreshortened views along the forearm. It is placed so that the hand-object pair is in view with its centre
+``HAND_DISTANCE`` from the camera (HO3D's hands are about 0.4-0.8 m away).
 """
 
 import numpy as np
@@ -13,6 +16,8 @@ HAND_DISTANCE = (0.4, 0.8)  # m, depth of the hand-object centre
 HORIZONTAL_FOV = (0.85, 1.05)  # rad; HO3D's 640 px wide camera with fx ~ 614 px sees 0.96 rad
 PRINCIPAL_POINT_JITTER = 0.02  # fraction of the image size
 CENTRE_REGION = 0.25  # the hand-object centre lands within this fraction of the image centre
+MAX_TILT = np.pi / 3  # rad, the wrist-to-fingers direction out of the image plane
+MAX_TURN = 2 * np.pi / 3  # rad, about the forearm, from the back of the hand facing the camera
 
 
 def sample_camera(rng, width, height):
@@ -47,17 +52,29 @@ def sample_betas(rng, domain):
     return rng.uniform(*domain.betas, size=10)
 
 
-def random_rotation(rng):
-    """Rotation matrix (3, 3) uniform over SO(3) (normalised Gaussian quaternion)."""
-    quaternion = rng.normal(size=4)
-    w, x, y, z = quaternion / np.linalg.norm(quaternion)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+def _axis_rotation(axis, angle):
+    """Rotation matrix (3, 3) by ``angle`` rad about the camera axis 0 (x), 1 (y) or 2 (z)."""
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = [k for k in range(3) if k != axis]
+    rotation = np.eye(3)
+    rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
+    return rotation
+
+
+def sample_hand_rotation(rng, palm_axes):
+    """Global hand rotation (3, 3), hand frame -> OpenCV camera frame. ``palm_axes`` (3, 3):
+    the palm's across, forward and normal axes as columns, in the hand frame
+    (``grasp.PalmFrame.matrix``).
+
+    Canonical view: fingers up in the image (forward along -y), the back of the hand towards the
+    camera (the palm normal along +z), so the index knuckle is left of the little finger's
+    (across along -x). Then a rotation about the forearm (uniform in +-MAX_TURN), a tilt out of
+    the image plane (uniform in +-MAX_TILT) and an in-plane rotation (uniform)."""
+    canonical = np.diag([-1.0, -1.0, 1.0]) @ palm_axes.T
+    about_forearm = _axis_rotation(1, rng.uniform(-MAX_TURN, MAX_TURN))
+    tilt = _axis_rotation(0, rng.uniform(-MAX_TILT, MAX_TILT))
+    in_plane = _axis_rotation(2, rng.uniform(-np.pi, np.pi))
+    return in_plane @ tilt @ about_forearm @ canonical
 
 
 def place_in_view(rng, K, width, height, centre):
