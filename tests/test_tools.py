@@ -196,6 +196,7 @@ def test_run_demo_runs_every_stage_and_resumes(tmp_path):
     second = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     assert second.returncode == 0
     assert "exists, skipping training" in second.stdout + second.stderr
+    assert "already made, reusing it" in second.stdout + second.stderr  # the synthetic set
     assert (
         json.loads((tmp_path / "out" / "summary.json").read_text())["stages"] == summary["stages"]
     )

@@ -3,7 +3,7 @@
 
     python tools/run_semi_synthetic_experiment.py --output output/semi_synthetic
     python tools/run_semi_synthetic_experiment.py --output DIR --seeds 0 1 2 3 4 \\
-        --teacher-iters 800 --student-iters 400 SEMI.FILTER.MAX_TEMPORAL_DISTANCE 0.02
+        --teacher-iters 2400 --student-iters 800 SEMI.FILTER.MAX_TEMPORAL_DISTANCE 0.02
 
 Per seed (every stage is skipped when its output exists, so a rerun resumes):
 1. data: a small labeled set in the synthetic "default" domain, and in the "shifted" domain
@@ -73,10 +73,10 @@ def parse_args(argv=None):
         default="configs/synthetic/semi_student.yaml",
         help="model and training config of teacher and students",
     )
-    parser.add_argument("--teacher-iters", type=int, default=400)
-    parser.add_argument("--student-iters", type=int, default=200)
+    parser.add_argument("--teacher-iters", type=int, default=1200)
+    parser.add_argument("--student-iters", type=int, default=400)
     parser.add_argument(
-        "--labeled-frames", type=int, default=96, help="default-domain labeled training frames"
+        "--labeled-frames", type=int, default=400, help="default-domain labeled training frames"
     )
     parser.add_argument(
         "--test-frames", type=int, default=48, help="shifted-domain labeled test frames"
@@ -84,7 +84,7 @@ def parse_args(argv=None):
     parser.add_argument("--videos", type=int, default=8, help="shifted-domain unlabeled videos")
     parser.add_argument("--frames-per-video", type=int, default=16)
     parser.add_argument(
-        "--image-size", type=int, nargs=2, default=(160, 120), metavar=("W", "H"), help="pixels"
+        "--image-size", type=int, nargs=2, default=(256, 192), metavar=("W", "H"), help="pixels"
     )
     parser.add_argument(
         "--boxes",

@@ -27,7 +27,8 @@ def ensure_synthetic_dataset(root, **options):
         with open(marker) as f:
             summary = json.load(f)
         requested = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-        same = all(summary.get(k) == v for k, v in requested.items() if k in summary)
+        made = dict(summary, videos=len(summary.get("videos", ())))  # the summary names them
+        same = all(made.get(k) == v for k, v in requested.items() if k in made)
         if same and summary.get("complete"):
             logger.info(f"Synthetic set in {root} already made, reusing it")
             return summary
