@@ -14,6 +14,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
+from ..data.transforms import transform_box
 from ..geometry import (
     box_control_points,
     crop_matrix,
@@ -175,10 +176,7 @@ class HandObjectPredictor:
             record["control_points3d"] = request["control_points3d"]
         if crop_scale is not None:
             for key in ("hand_box", "object_box"):
-                x1, y1, x2, y2 = np.asarray(request[key], dtype=np.float64)
-                corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]])
-                corners = corners @ matrix[:2, :2].T + matrix[:2, 2]
-                record[key] = np.concatenate([corners.min(0), corners.max(0)])
+                record[key] = transform_box(request[key], matrix)
         return record
 
     def _run(self, requests, inference_boxes, crop_scale):

@@ -130,14 +130,20 @@ class HeatmapHead(nn.Module):
         return {"heatmaps": all_heatmaps, "joints2d": all_joints, "features": y}
 
 
+def squared_cell_distances(joints2d, resolution):
+    """Squared distance, in heatmap cells, from every cell centre of an R x R grid to each
+    joint: joints2d (N, J, 2) normalised to the box -> (N, J, R, R), rows along y."""
+    r = resolution
+    centres = (torch.arange(r, dtype=joints2d.dtype, device=joints2d.device) + 0.5) / r
+    dx = (centres - joints2d[..., 0:1]) * r  # (N, J, R) in cells, along x
+    dy = (centres - joints2d[..., 1:2]) * r
+    return dy[..., :, None] ** 2 + dx[..., None, :] ** 2
+
+
 def heatmap_confidence(heatmaps, joints2d, radius):
     """Per-joint confidence in [0, 1]: the heatmap probability within ``radius`` cells of the
     soft-argmax position. heatmaps (N, J, R, R), joints2d (N, J, 2) normalised -> (N, J)."""
-    r = heatmaps.shape[-1]
-    centres = (torch.arange(r, dtype=heatmaps.dtype, device=heatmaps.device) + 0.5) / r
-    dx = (centres - joints2d[..., 0:1]) * r  # (N, J, R) in cells, along x
-    dy = (centres - joints2d[..., 1:2]) * r
-    near = (dy[..., :, None] ** 2 + dx[..., None, :] ** 2) <= radius**2
+    near = squared_cell_distances(joints2d, heatmaps.shape[-1]) <= radius**2
     return (heatmaps * near).sum((-2, -1)).clamp(0.0, 1.0)
 
 

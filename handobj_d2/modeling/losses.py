@@ -9,6 +9,7 @@ labelled samples. A batch without the label gives a zero loss that keeps the gra
 import torch
 
 from ..geometry import axis_angle_to_matrix
+from .hand_head import squared_cell_distances
 
 
 def labelled_mean(per_sample, weights):
@@ -28,11 +29,7 @@ def gaussian_heatmaps(joints2d, resolution, sigma):
 
     joints2d (N, J, 2) normalised to the box -> heatmaps (N, J, R, R) and a (N, J) bool mask of
     the joints whose Gaussian reaches the grid (all-zero heatmaps otherwise)."""
-    r = resolution
-    centres = (torch.arange(r, dtype=joints2d.dtype, device=joints2d.device) + 0.5) / r
-    dx = (centres - joints2d[..., 0:1]) * r  # (N, J, R) in cells
-    dy = (centres - joints2d[..., 1:2]) * r
-    squared = dy[..., :, None] ** 2 + dx[..., None, :] ** 2
+    squared = squared_cell_distances(joints2d, resolution)
     heatmaps = torch.exp(-squared / (2 * sigma**2)) * (squared <= (3 * sigma) ** 2)
     total = heatmaps.sum((-2, -1))
     valid = total > 1e-6

@@ -4,8 +4,9 @@ The camera looks along +z. The hand is seen as a third-person camera sees a hand
 object (HO3D's viewpoints): any in-plane rotation, mostly the back or the side of the hand
 (turned at most MAX_TURN about the forearm from the back; beyond a quarter turn the palm and the
 object in it start to face the camera and hide the fingers), the fingers tilted at most MAX_TILT
-towards or away from the camera, never the fully foreshortened views along the forearm. It is placed so that the hand-object pair is in view with its centre
-``HAND_DISTANCE`` from the camera (HO3D's hands are about 0.4-0.8 m away).
+towards or away from the camera, never the fully foreshortened views along the forearm. It is
+placed so that the hand-object pair is in view with its centre ``HAND_DISTANCE`` from the
+camera (HO3D's hands are about 0.4-0.8 m away).
 """
 
 import numpy as np
