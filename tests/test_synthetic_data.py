@@ -342,3 +342,37 @@ def test_hand_rotations_show_the_back_or_side_and_every_in_plane_direction():
     # In-plane direction of the fingers: every 45-degree sector is visited.
     sectors = np.floor((np.array(angles) + np.pi) / (np.pi / 4)).astype(int) % 8
     assert set(sectors) == set(range(8))
+
+
+def _surface_regions(obj):
+    """Region of each mesh triangle from its geometry alone: box faces +x, -x, +y, -y, +z, -z
+    by the outward normal; cylinders the side's quarters by the angle around z, then the caps
+    at +z and -z."""
+    a, b, c = (obj.vertices[obj.faces[:, k]] for k in range(3))
+    normal = np.cross(b - a, c - a)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    axis = np.abs(normal).argmax(1)
+    if obj.shape.name == "box":
+        return 2 * axis + (normal[np.arange(len(axis)), axis] < 0)
+    centre = (a + b + c) / 3
+    quarter = np.floor((np.arctan2(centre[:, 1], centre[:, 0]) % (2 * np.pi)) / (np.pi / 2))
+    cap = np.where(normal[:, 2] > 0, 4, 5)
+    return np.where(np.abs(normal[:, 2]) > 0.99, cap, np.minimum(quarter, 3)).astype(int)
+
+
+def test_object_faces_are_told_apart_by_their_colour():
+    # A box's corners (the control points) can only be named from the image if its faces look
+    # different; same for a cylinder's turn about its axis. Each face's (quarter's, cap's) mean
+    # texture colour, looked up through the mesh's uvs, differs from every other by > 30 RGB.
+    from handobj_d2.data.synthetic.objects import build_objects
+
+    for name, obj in build_objects().items():
+        regions = _surface_regions(obj)
+        uv = obj.uvs[obj.faces].mean(1)  # triangle centres in texture space
+        size = obj.texture.shape[0]
+        column = np.clip((uv[:, 0] * size).astype(int), 0, size - 1)
+        row = np.clip(((1 - uv[:, 1]) * size).astype(int), 0, size - 1)
+        colours = obj.texture[row, column].astype(float)
+        means = np.stack([colours[regions == r].mean(0) for r in range(6)])
+        gaps = np.linalg.norm(means[:, None] - means[None], axis=-1) + 1e3 * np.eye(6)
+        assert gaps.min() > 30, (name, np.round(means))

@@ -85,6 +85,16 @@ class BoxShape:
             )
         return np.concatenate(vertices), np.concatenate(faces), np.concatenate(uvs)
 
+    def texture_regions(self, size):
+        """Texture (size, size) of face indices 0-5 (+x, -x, +y, -y, +z, -z) and of the
+        position (size, size) in [0, 1] across each face along its u axis; row 0 at v = 1."""
+        u = (np.arange(size) + 0.5) / size
+        v = 1 - u
+        column, row = np.minimum((u * 3).astype(int), 2), np.minimum((v * 2).astype(int), 1)
+        lookup = {cell: face for face, cell in enumerate(self._CELLS)}
+        regions = np.array([[lookup[(c, r)] for c in column] for r in row])
+        return regions, np.broadcast_to((u * 3) % 1, (size, size))
+
     def signed_distance(self, points):
         """Signed distance (N,) m of points (N, 3) in the object frame; negative inside."""
         q = np.abs(points) - self.half
@@ -142,6 +152,18 @@ class CylinderShape:
             centre = np.array([(cap + 0.5) / 2, 1 / 6])
             uvs.append(centre + points[:, :2] / self.radius * np.array([0.24, 0.16]))
         return np.concatenate(vertices), np.concatenate(faces), np.concatenate(uvs)
+
+    def texture_regions(self, size):
+        """Texture (size, size) of region indices: 0-3 the side's quarters around the axis,
+        4 and 5 the caps at +z and -z; and the position (size, size) in [0, 1] along u within
+        each region; row 0 at v = 1."""
+        u = (np.arange(size) + 0.5) / size
+        v = (1 - u)[:, None]
+        quarter = np.broadcast_to(np.minimum((u * 4).astype(int), 3), (size, size))
+        cap = np.broadcast_to(4 + (u >= 0.5), (size, size))
+        regions = np.where(v >= 1 / 3, quarter, cap)
+        along = np.where(v >= 1 / 3, (u * 4) % 1, (u * 2) % 1)
+        return regions, along
 
     def signed_distance(self, points):
         """Signed distance (N,) m of points (N, 3) in the object frame; negative inside."""
@@ -209,10 +231,21 @@ def _face_v(v, shape):
     return (v * 2) % 1
 
 
-def object_texture(spec):
+# Tints of the six texture regions of a shape (box faces; cylinder side quarters and caps), RGB.
+REGION_TINTS = np.array(
+    [(230, 60, 50), (60, 180, 75), (50, 90, 220), (240, 210, 40), (200, 60, 200), (60, 200, 210)]
+)
+
+
+def object_texture(spec, shape):
     """Procedural texture (TEXTURE_SIZE, TEXTURE_SIZE, 3) uint8 RGB of an object, row 0 at
     v = 1 (image convention): body colour, a label band with stripes and blocks of 'print',
-    cap colour and a little noise; deterministic per object name."""
+    cap colour and a little noise; deterministic per object name.
+
+    Like a printed product, the object shows which way it is turned: each region of
+    ``shape.texture_regions`` (box faces; cylinder side quarters and caps) is tinted its own
+    colour of REGION_TINTS and darkens along its u axis. Without this every face looks the same
+    and the control points (box corners) cannot be told apart from the image."""
     rng = np.random.default_rng(_stable_seed("texture", spec.name))
     size = TEXTURE_SIZE
     image = np.empty((size, size, 3), np.float64)
@@ -236,6 +269,9 @@ def object_texture(spec):
             centre_x, centre_y = (cap + 0.5) / 2 * size, size * (1 - 1 / 6)
             radius = np.hypot((xx - centre_x) / 0.24, (yy - centre_y) / 0.16) / size
             image[(np.abs(radius - 0.8) < 0.04) & caps[:, None]] *= 0.75
+    regions, along = shape.texture_regions(size)
+    image = 0.5 * image + 0.5 * REGION_TINTS[regions]
+    image *= (1 - 0.4 * along)[..., None]
     noise = cv2.GaussianBlur(rng.normal(0, 1, (size, size)), (0, 0), 6)
     image *= 1 + 0.06 * noise[..., None] / (noise.std() + 1e-9)
     return np.clip(image, 0, 255).astype(np.uint8)
@@ -249,7 +285,7 @@ class SyntheticObject:
         self.name = spec.name
         self.shape = OBJECT_SHAPES[spec.shape](spec.size)
         self.vertices, self.faces, self.uvs = self.shape.mesh(subdivisions)
-        self.texture = object_texture(spec)
+        self.texture = object_texture(spec, self.shape)
 
     def signed_distance(self, points):
         return self.shape.signed_distance(points)
