@@ -91,8 +91,10 @@ class BoxShape:
         u = (np.arange(size) + 0.5) / size
         v = 1 - u
         column, row = np.minimum((u * 3).astype(int), 2), np.minimum((v * 2).astype(int), 1)
-        lookup = {cell: face for face, cell in enumerate(self._CELLS)}
-        regions = np.array([[lookup[(c, r)] for c in column] for r in row])
+        atlas = np.empty((2, 3), int)  # face index of each (row, column) cell
+        for face, (cell_column, cell_row) in enumerate(self._CELLS):
+            atlas[cell_row, cell_column] = face
+        regions = atlas[row[:, None], column[None, :]]
         return regions, np.broadcast_to((u * 3) % 1, (size, size))
 
     def signed_distance(self, points):
@@ -158,12 +160,10 @@ class CylinderShape:
         4 and 5 the caps at +z and -z; and the position (size, size) in [0, 1] along u within
         each region; row 0 at v = 1."""
         u = (np.arange(size) + 0.5) / size
-        v = (1 - u)[:, None]
+        side = (_face_v(1 - u, self.name) >= 0)[:, None]
         quarter = np.broadcast_to(np.minimum((u * 4).astype(int), 3), (size, size))
         cap = np.broadcast_to(4 + (u >= 0.5), (size, size))
-        regions = np.where(v >= 1 / 3, quarter, cap)
-        along = np.where(v >= 1 / 3, (u * 4) % 1, (u * 2) % 1)
-        return regions, along
+        return np.where(side, quarter, cap), np.where(side, (u * 4) % 1, (u * 2) % 1)
 
     def signed_distance(self, points):
         """Signed distance (N,) m of points (N, 3) in the object frame; negative inside."""
