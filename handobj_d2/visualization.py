@@ -18,7 +18,7 @@ FINGER_COLORS = ((0, 0, 230), (0, 160, 255), (0, 210, 0), (230, 120, 0), (200, 0
 HAND_BOX_COLOR = (0, 200, 255)
 OBJECT_BOX_COLOR = (255, 160, 0)
 OBJECT_3D_BOX_COLOR = (60, 255, 60)
-HAND_MESH_RGB = np.array([0.95, 0.75, 0.62])  # skin-like albedo, RGB in [0, 1]
+HAND_MESH_RGB = np.array([0.55, 0.7, 1.0])  # light blue albedo (stands out on skin), RGB in [0, 1]
 # Edges of the 3D box: control points 0-7 are its corners indexed 4i + 2j + k over (x, y, z)
 # bounds (geometry.box_control_points), so an edge joins corners differing in one bit.
 BOX_EDGES = tuple(
