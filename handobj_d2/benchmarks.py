@@ -118,6 +118,22 @@ def _inference_inputs(size, batch_size, rng):
     ]
 
 
+def _synchronize(device):
+    """Wait for the device's queued work, so that wall-clock timings include it."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device):
+    import torch
+
+    if str(device).startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} torch threads)"
+
+
 @register_task("inference")
 def inference_benchmark(args):
     """Model inference (eval mode, no_grad, MODEL.HANDOBJ.INFERENCE_BOXES "given") on batches
@@ -131,7 +147,7 @@ def inference_benchmark(args):
 
     from .engine import setup_cfg
 
-    opts = list(args.opts) + ["MODEL.HANDOBJ.INFERENCE_BOXES", "given", "MODEL.DEVICE", "cpu"]
+    opts = list(args.opts) + ["MODEL.HANDOBJ.INFERENCE_BOXES", "given"]
     cfg = setup_cfg(args.config_file, opts)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
@@ -141,10 +157,12 @@ def inference_benchmark(args):
         for i in range(args.warmup + args.repeats):
             start = time.perf_counter()
             model(inputs)
+            _synchronize(cfg.MODEL.DEVICE)
             if i >= args.warmup:
                 times.append(time.perf_counter() - start)
     return {
         "config_file": args.config_file,
+        "device": _device_name(cfg.MODEL.DEVICE),
         "image_size": args.image_size,
         "batch_size": args.batch_size,
         "repeats": len(times),
@@ -365,4 +383,58 @@ def mapper_benchmark(args):
             "blur_max_sigma": cfg.INPUT.HANDOBJ.BLUR_MAX_SIGMA,
             "image_format": cfg.INPUT.FORMAT,
         },
+    }
+
+
+@register_task("train_step")
+def train_step_benchmark(args):
+    """Training iterations (forward, backward, optimizer step; data loading excluded) on
+    batches of ``--batch-size`` samples that the training mapper made from the mapper
+    benchmark's record at ``--image-size`` crops; mean over ``--repeats`` iterations after
+    ``--warmup`` untimed ones, on ``MODEL.DEVICE`` (pass ``MODEL.DEVICE cuda`` for a GPU).
+    Random weights: speed does not depend on them."""
+    import time
+
+    import cv2
+    import numpy as np
+    import torch
+    from detectron2.utils.events import EventStorage
+
+    from .data.dataset_mapper import HandObjectDatasetMapper
+    from .engine import setup_cfg
+    from .engine.trainer import HandObjectTrainer
+
+    opts = list(args.opts) + ["INPUT.HANDOBJ.CROP_SIZE", str(args.image_size)]
+    cfg = setup_cfg(args.config_file, opts)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    rng = np.random.default_rng(0)
+    mapper = HandObjectDatasetMapper(cfg, is_train=True)
+    record, mask = mapper_benchmark_record(rng)
+    image = cv2.GaussianBlur(
+        rng.integers(0, 256, (record["height"], record["width"], 3), dtype=np.uint8), (0, 0), 3
+    )
+    batch = [mapper.map(record, image, mask) for _ in range(args.batch_size)]
+    model = HandObjectTrainer.build_model(cfg).train()
+    optimizer = HandObjectTrainer.build_optimizer(cfg, model)
+    times = []
+    with EventStorage(0):
+        for i in range(args.warmup + args.repeats):
+            start = time.perf_counter()
+            losses = model(batch)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+            _synchronize(cfg.MODEL.DEVICE)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+    return {
+        "config_file": args.config_file,
+        "device": _device_name(cfg.MODEL.DEVICE),
+        "crop_size": args.image_size,
+        "batch_size": args.batch_size,
+        "repeats": len(times),
+        "seconds_per_iteration": float(np.mean(times)),
+        "seconds_per_iteration_min": float(np.min(times)),
+        "images_per_s": args.batch_size / float(np.mean(times)),
     }
