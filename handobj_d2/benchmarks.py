@@ -118,12 +118,22 @@ def _inference_inputs(size, batch_size, rng):
     ]
 
 
-def _synchronize(device):
-    """Wait for the device's queued work, so that wall-clock timings include it."""
+def _timed(step, device, warmup, repeats):
+    """Wall-clock seconds of ``repeats`` calls of ``step()`` after ``warmup`` untimed ones,
+    each including the work it queued on a CUDA ``device``."""
+    import time
+
     import torch
 
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize(device)
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        step()
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def _device_name(device):
@@ -139,8 +149,6 @@ def inference_benchmark(args):
     """Model inference (eval mode, no_grad, MODEL.HANDOBJ.INFERENCE_BOXES "given") on batches
     of ``--batch-size`` random ``--image-size`` images; mean over ``--repeats`` batches after
     ``--warmup`` untimed ones. Random weights: speed does not depend on them."""
-    import time
-
     import numpy as np
     import torch
     from detectron2.modeling import build_model
@@ -152,14 +160,8 @@ def inference_benchmark(args):
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     inputs = _inference_inputs(args.image_size, args.batch_size, np.random.default_rng(0))
-    times = []
     with torch.no_grad():
-        for i in range(args.warmup + args.repeats):
-            start = time.perf_counter()
-            model(inputs)
-            _synchronize(cfg.MODEL.DEVICE)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - start)
+        times = _timed(lambda: model(inputs), cfg.MODEL.DEVICE, args.warmup, args.repeats)
     return {
         "config_file": args.config_file,
         "device": _device_name(cfg.MODEL.DEVICE),
@@ -393,8 +395,6 @@ def train_step_benchmark(args):
     benchmark's record at ``--image-size`` crops; mean over ``--repeats`` iterations after
     ``--warmup`` untimed ones, on ``MODEL.DEVICE`` (pass ``MODEL.DEVICE cuda`` for a GPU).
     Random weights: speed does not depend on them."""
-    import time
-
     import cv2
     import numpy as np
     import torch
@@ -417,17 +417,15 @@ def train_step_benchmark(args):
     batch = [mapper.map(record, image, mask) for _ in range(args.batch_size)]
     model = HandObjectTrainer.build_model(cfg).train()
     optimizer = HandObjectTrainer.build_optimizer(cfg, model)
-    times = []
+
+    def step():
+        losses = model(batch)
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+
     with EventStorage(0):
-        for i in range(args.warmup + args.repeats):
-            start = time.perf_counter()
-            losses = model(batch)
-            optimizer.zero_grad()
-            sum(losses.values()).backward()
-            optimizer.step()
-            _synchronize(cfg.MODEL.DEVICE)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - start)
+        times = _timed(step, cfg.MODEL.DEVICE, args.warmup, args.repeats)
     return {
         "config_file": args.config_file,
         "device": _device_name(cfg.MODEL.DEVICE),
