@@ -281,7 +281,9 @@ REFERENCE_MAPPER_SAMPLES_PER_S = 38.0
 
 def mapper_benchmark_record(rng, width=640, height=480):
     """An HO3D-like training record (MANO hand, posed box object, intrinsics) in a
-    ``width`` x ``height`` image, with its object mask (height, width) bool."""
+    ``width`` x ``height`` image, its decoded BGR image (blurred noise: some structure, like a
+    photo) and its object mask (height, width) bool."""
+    import cv2
     import numpy as np
 
     from .geometry import box_control_points, points_to_box, project_points
@@ -323,7 +325,8 @@ def mapper_benchmark_record(rng, width=640, height=480):
             },
         ],
     }
-    return record, mask
+    image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (0, 0), 3)
+    return record, image, mask
 
 
 @register_task("mapper")
@@ -345,9 +348,7 @@ def mapper_benchmark(args):
     cfg = setup_cfg(args.config_file, opts)
     mapper = HandObjectDatasetMapper(cfg, is_train=True)
     rng = np.random.default_rng(0)
-    record, mask = mapper_benchmark_record(rng)
-    image = rng.integers(0, 256, (record["height"], record["width"], 3), dtype=np.uint8)
-    image = cv2.GaussianBlur(image, (0, 0), 3)  # some structure, like a photo
+    record, image, mask = mapper_benchmark_record(rng)
     np.random.seed(0)
 
     def samples_per_second(threads):
@@ -395,7 +396,6 @@ def train_step_benchmark(args):
     benchmark's record at ``--image-size`` crops; mean over ``--repeats`` iterations after
     ``--warmup`` untimed ones, on ``MODEL.DEVICE`` (pass ``MODEL.DEVICE cuda`` for a GPU).
     Random weights: speed does not depend on them."""
-    import cv2
     import numpy as np
     import torch
     from detectron2.utils.events import EventStorage
@@ -410,10 +410,7 @@ def train_step_benchmark(args):
     np.random.seed(0)
     rng = np.random.default_rng(0)
     mapper = HandObjectDatasetMapper(cfg, is_train=True)
-    record, mask = mapper_benchmark_record(rng)
-    image = cv2.GaussianBlur(
-        rng.integers(0, 256, (record["height"], record["width"], 3), dtype=np.uint8), (0, 0), 3
-    )
+    record, image, mask = mapper_benchmark_record(rng)
     batch = [mapper.map(record, image, mask) for _ in range(args.batch_size)]
     model = HandObjectTrainer.build_model(cfg).train()
     optimizer = HandObjectTrainer.build_optimizer(cfg, model)

@@ -43,8 +43,9 @@ def test_votes_always_drawn_and_3d_box_only_for_a_valid_pose(pose_valid):
     for x, y in VOTES.astype(int):
         assert tuple(out[y, x]) == OBJECT_3D_BOX_COLOR
     # The near face's top edge (z = 0.95 m) projects to y = 120 - 200 * 0.05 / 0.95 = 109.47,
-    # x from 149.47 to 170.53; its midpoint is (160, 109.47). The far face's right edge
-    # (z = 1.05 m) runs at x = 160 + 200 * 0.05 / 1.05 = 169.52, through (169.52, 120).
+    # x from 149.47 to 170.53; its midpoint is (160, 109.47). The right edges of the near and
+    # far faces run at x = 160 + 200 * 0.05 / 0.95 = 170.53 and 160 + 200 * 0.05 / 1.05 =
+    # 169.52, both through y = 120.
     assert _colour_near(out, 160, 109) == pose_valid
     assert _colour_near(out, 170, 120) == pose_valid
     # Nothing of the box where no edge projects (the cube's centre).
