@@ -57,6 +57,10 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.HAND.CONFIDENCE_RADIUS = 1.5
 
     _C.MODEL.HANDOBJ.OBJECT = CN()
+    # Object decoder (modeling/object_head.py): "VotingObjectHead" (the paper's dense voting,
+    # NUM_CONV_BLOCKS, OFFSET_SCALE and VOTE_* keys) or "HeatmapObjectHead" (a heatmap per
+    # control point, HOURGLASS_* and CONFIDENCE_RADIUS keys).
+    _C.MODEL.HANDOBJ.OBJECT.NAME = "VotingObjectHead"
     _C.MODEL.HANDOBJ.OBJECT.NUM_CONV_BLOCKS = 3
     _C.MODEL.HANDOBJ.OBJECT.NUM_CONTROL_POINTS = 21
     # A cell's prediction = its centre + OFFSET_SCALE x the predicted offset, in object-box units.
@@ -67,6 +71,10 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.OBJECT.MIN_PNP_POINTS = 6
     _C.MODEL.HANDOBJ.OBJECT.PNP_REPROJ_ERROR = 8.0  # pixels, RANSAC inlier threshold
     _C.MODEL.HANDOBJ.OBJECT.PNP_ITERATIONS = 100
+    _C.MODEL.HANDOBJ.OBJECT.HOURGLASS_STACKS = 1
+    _C.MODEL.HANDOBJ.OBJECT.HOURGLASS_DEPTH = 4
+    _C.MODEL.HANDOBJ.OBJECT.HOURGLASS_PLANES = 128
+    _C.MODEL.HANDOBJ.OBJECT.CONFIDENCE_RADIUS = 1.5  # heatmap cells, as HAND.CONFIDENCE_RADIUS
 
     # Loss weights (released code). Pseudo-labels carry 3D joints only and use PSEUDO_*.
     _C.MODEL.HANDOBJ.LOSS = CN()
@@ -85,6 +93,9 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.LOSS.POSE_REGULARIZER = 1.0
     _C.MODEL.HANDOBJ.LOSS.OBJECT_COORDS = 500.0
     _C.MODEL.HANDOBJ.LOSS.OBJECT_CONFIDENCE = 100.0
+    # HeatmapObjectHead: KL to a Gaussian of HEATMAP_SIGMA cells, L1 of the soft-argmax points.
+    _C.MODEL.HANDOBJ.LOSS.OBJECT_HEATMAP = 10.0
+    _C.MODEL.HANDOBJ.LOSS.OBJECT_POINTS = 100.0
 
     # MANO. An empty MODEL_PATH selects the project's synthetic MANO-format hand (tests, demo).
     _C.MODEL.MANO = CN()

@@ -220,6 +220,20 @@ def intersection_box(boxes_a, boxes_b):
     return lib.concatenate([top_left, bottom_right], -1), valid
 
 
+def box_units_to_pixels(normalised, boxes):
+    """Points (N, ..., 2) normalised to boxes (N, 4) ((0, 0) top-left, (1, 1) bottom-right
+    corner) -> pixels. Torch tensors."""
+    shape = (-1,) + (1,) * (normalised.dim() - 2) + (2,)
+    return boxes[:, :2].view(shape) + normalised * (boxes[:, 2:] - boxes[:, :2]).view(shape)
+
+
+def pixels_to_box_units(pixels, boxes):
+    """Inverse of :func:`box_units_to_pixels`."""
+    shape = (-1,) + (1,) * (pixels.dim() - 2) + (2,)
+    size = (boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-6)
+    return (pixels - boxes[:, :2].view(shape)) / size.view(shape)
+
+
 def square_box(box, scale=1.0):
     """Square box with the centre of ``box`` and side ``scale`` x its longer side."""
     box = np.asarray(box, dtype=np.float64)

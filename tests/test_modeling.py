@@ -20,11 +20,12 @@ from handobj_d2.mano import HandLayer
 from handobj_d2.modeling import select_hand_object_pair
 from handobj_d2.modeling.hand_head import HeatmapHead, heatmap_confidence, scale_gradient
 from handobj_d2.modeling.losses import (
+    control_point_heatmap_losses,
     gaussian_heatmaps,
     hand_losses,
     heatmap_divergence,
     labelled_mean,
-    object_losses,
+    voting_losses,
 )
 
 TINY = "configs/synthetic/handobj_tiny.yaml"
@@ -36,8 +37,8 @@ POSE_LOSSES = (
     "loss_mano_shape",
     "loss_shape_regularizer",
     "loss_pose_regularizer",
-    "loss_object_coords",
-    "loss_object_confidence",
+    "loss_object_heatmap",
+    "loss_object_points",
 )
 
 
@@ -270,8 +271,8 @@ def test_labels_a_sample_lacks_give_no_loss(hand_layer):
         "loss_joints3d",
         "loss_mano_pose",
         "loss_mano_shape",
-        "loss_object_coords",
-        "loss_object_confidence",
+        "loss_object_heatmap",
+        "loss_object_points",
     ):
         torch.testing.assert_close(mixed[name], alone[name], rtol=1e-4, atol=1e-6)
     assert not torch.isclose(mixed["loss_joints2d"], alone["loss_joints2d"])
@@ -301,7 +302,7 @@ def test_pseudo_labels_use_joints_and_regularisers_scaled_by_their_weight(hand_l
     pseudo["object"]["has_pose"] = False
     pseudo["is_pseudo_label"] = True
     losses = _train_losses(model, [pseudo])
-    for name in ("loss_vertices3d", "loss_mano_pose", "loss_mano_shape", "loss_object_coords"):
+    for name in ("loss_vertices3d", "loss_mano_pose", "loss_mano_shape", "loss_object_points"):
         assert losses[name] == 0, name
     for name in (
         "loss_joints2d",
@@ -367,14 +368,14 @@ def test_soft_argmax_and_joint_confidence():
     assert sharper[0, 1, 3, 3] > heatmaps[0, 1, 3, 3]
 
 
-def test_object_loss_closed_form():
+def test_voting_loss_closed_form():
     weights = CfgNode({"OBJECT_COORDS": 500.0, "OBJECT_CONFIDENCE": 100.0})
     gt = torch.tensor([[[0.25, 0.75]]])  # 1 sample, 1 control point
     coords = gt[:, :, None, None].expand(1, 1, 2, 2, 2).clone()
     coords[0, 0, 0, 1] += torch.tensor([0.3, -0.4])  # the masked cell is 0.5 off
     mask = torch.tensor([[[False, True], [False, False]]])
     confidence = torch.zeros(1, 1, 2, 2)
-    losses = object_losses(
+    losses = voting_losses(
         {"coords": coords, "confidence": confidence}, gt, mask, torch.ones(1), weights
     )
     # |dx| + |dy| = 0.7 in 1 of 4 cells; confidence target exp(-0.5) there, 0 elsewhere.
@@ -382,10 +383,76 @@ def test_object_loss_closed_form():
     torch.testing.assert_close(
         losses["loss_object_confidence"], torch.tensor(100 * math.exp(-0.5) / 4)
     )
-    no_pose = object_losses(
+    no_pose = voting_losses(
         {"coords": coords, "confidence": confidence}, gt, mask, torch.zeros(1), weights
     )
     assert no_pose["loss_object_coords"] == 0 and no_pose["loss_object_confidence"] == 0
+
+
+def test_heatmap_object_loss_closed_form():
+    weights = CfgNode({"OBJECT_HEATMAP": 10.0, "OBJECT_POINTS": 100.0, "HEATMAP_SIGMA": 1.0})
+    # Point 0 on the centre of cell (row 10, column 6) of a 32 x 32 grid; point 1 far outside.
+    gt = torch.tensor([[[6.5 / 32, 10.5 / 32], [3.0, 3.0]]])
+    target, _ = gaussian_heatmaps(gt, 32, 1.0)
+    uniform = torch.full((1, 2, 32, 32), 1 / 1024)
+    # Stack 1 predicts the target heatmap 0.1 right and 0.2 up; stack 2 uniform at the right
+    # place. Point 1 has no target: neither its heatmap nor its position counts.
+    pred = {
+        "heatmaps": [target, uniform],
+        "control_points": [gt + torch.tensor([[[0.1, -0.2], [9.0, 9.0]]]), gt.clone()],
+    }
+    losses = control_point_heatmap_losses(pred, gt, torch.ones(1), weights)
+    t = target[0, 0][target[0, 0] > 0]
+    uniform_kl = math.log(1024) + float((t * t.log()).sum())
+    torch.testing.assert_close(losses["loss_object_heatmap"], torch.tensor(10 * uniform_kl / 2))
+    torch.testing.assert_close(losses["loss_object_points"], torch.tensor(100 * 0.3 / 2))
+    no_pose = control_point_heatmap_losses(pred, gt, torch.zeros(1), weights)
+    assert no_pose["loss_object_heatmap"] == 0 and no_pose["loss_object_points"] == 0
+
+
+@pytest.mark.parametrize(
+    "name, own, other",
+    [
+        (
+            "VotingObjectHead",
+            ("loss_object_coords", "loss_object_confidence"),
+            "loss_object_points",
+        ),
+        ("HeatmapObjectHead", ("loss_object_heatmap", "loss_object_points"), "loss_object_coords"),
+    ],
+)
+def test_each_object_head_trains_with_its_own_losses(hand_layer, name, own, other):
+    model = tiny_model("MODEL.HANDOBJ.OBJECT.NAME", name).train()
+    rng = np.random.default_rng(3)
+    batch = [make_sample(hand_layer, rng, 96, 96, str(i)) for i in range(2)]
+    losses = _train_losses(model, batch)
+    assert set(own) <= set(losses) and other not in losses
+    assert all(losses[k] > 0 for k in own)
+    sum(losses.values()).backward()
+    head = model.roi_heads.object_head
+    assert type(head).__name__ == name
+    assert sum(p.grad.abs().sum() for p in head.parameters()) > 0
+
+
+def test_heatmap_object_head_votes_from_its_peaks():
+    head = tiny_model("MODEL.HANDOBJ.OBJECT.NAME", "HeatmapObjectHead").roi_heads.object_head
+    # One vote per control point: its soft-argmax position in pixels, with the heatmap mass
+    # within CONFIDENCE_RADIUS = 1.5 cells as confidence (here all of it, on one cell).
+    heatmaps = torch.zeros(1, 21, 32, 32)
+    heatmaps[0, :, 8, 24] = 1.0
+    points = torch.full((1, 21, 2), 0.0)
+    points[..., 0], points[..., 1] = 24.5 / 32, 8.5 / 32
+    box = torch.tensor([[10.0, 20.0, 74.0, 52.0]])  # 64 x 32 pixels
+    votes, confidence, valid = head.votes({"heatmaps": [heatmaps], "control_points": [points]}, box)
+    assert votes.shape == (1, 21, 1, 2) and valid.all()
+    expected = torch.tensor([10 + 64 * 24.5 / 32, 20 + 32 * 8.5 / 32])
+    torch.testing.assert_close(votes[0, :, 0], expected.expand(21, 2))
+    torch.testing.assert_close(confidence, torch.ones(1, 21, 1))
+
+
+def test_unknown_object_head_is_named():
+    with pytest.raises(KeyError, match="NoSuchHead"):
+        tiny_model("MODEL.HANDOBJ.OBJECT.NAME", "NoSuchHead")
 
 
 def test_labelled_mean_counts_only_labelled_samples():

@@ -1,9 +1,15 @@
 """The hand-object model. Importing this package registers HandObjectRCNN (META_ARCH_REGISTRY),
-HandObjectROIHeads (ROI_HEADS_REGISTRY) and the contextual-reasoning variants."""
+HandObjectROIHeads (ROI_HEADS_REGISTRY), the object decoders (OBJECT_HEAD_REGISTRY) and the
+contextual-reasoning variants."""
 
 from .contextual_reasoning import CONTEXTUAL_REASONING_REGISTRY, build_contextual_reasoning
 from .hand_head import HandHead
 from .meta_arch import HandObjectRCNN
-from .object_head import ObjectHead
+from .object_head import (
+    OBJECT_HEAD_REGISTRY,
+    HeatmapObjectHead,
+    VotingObjectHead,
+    build_object_head,
+)
 from .pnp import control_point_estimates, solve_pnp, vote_control_points
 from .roi_heads import HandObjectROIHeads, select_hand_object_pair

@@ -106,11 +106,11 @@ def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
     return losses
 
 
-def object_losses(pred, gt_points, masks, weights, loss_cfg):
-    """Losses of the object decoder.
+def voting_losses(pred, gt_points, masks, weights, loss_cfg):
+    """Losses of the voting object decoder.
 
     Args:
-        pred: ObjectHead outputs ``coords`` (N, P, R, R, 2) and ``confidence`` (N, P, R, R).
+        pred: VotingObjectHead outputs ``coords`` (N, P, R, R, 2) and ``confidence`` (N, P, R, R).
         gt_points: (N, P, 2) control points normalised to the object box.
         masks: (N, R, R) bool, the object's mask pooled to the object box grid.
         weights: (N,) per-sample weights, 0 for samples without an object pose.
@@ -127,4 +127,31 @@ def object_losses(pred, gt_points, masks, weights, loss_cfg):
         "loss_object_coords": loss_cfg.OBJECT_COORDS
         * labelled_mean(error.abs().sum(-1).flatten(1).mean(1), weights),
         "loss_object_confidence": loss_cfg.OBJECT_CONFIDENCE * labelled_mean(conf_error, weights),
+    }
+
+
+def control_point_heatmap_losses(pred, gt_points, weights, loss_cfg):
+    """Losses of the heatmap object decoder, averaged over its stacks.
+
+    Args:
+        pred: HeatmapObjectHead outputs ``heatmaps`` (per stack (N, P, R, R)) and
+            ``control_points`` (per stack (N, P, 2) normalised to the object box).
+        gt_points: (N, P, 2) control points normalised to the object box.
+        weights: (N,) per-sample weights, 0 for samples without an object pose.
+
+    Heatmaps: KL divergence from a Gaussian of LOSS.HEATMAP_SIGMA cells at each control point.
+    Positions: L1 (|dx| + |dy|) of the soft-argmax, in object-box units. Both over the points
+    whose Gaussian reaches the grid (a control point far outside the box has no target).
+    """
+    target, valid = gaussian_heatmaps(
+        gt_points, pred["heatmaps"][0].shape[-1], loss_cfg.HEATMAP_SIGMA
+    )
+    divergence = torch.stack([heatmap_divergence(h, target, valid) for h in pred["heatmaps"]])
+    counts = valid.sum(1).clamp_min(1)
+    position = torch.stack(
+        [((p - gt_points).abs().sum(-1) * valid).sum(1) / counts for p in pred["control_points"]]
+    )
+    return {
+        "loss_object_heatmap": loss_cfg.OBJECT_HEATMAP * labelled_mean(divergence.mean(0), weights),
+        "loss_object_points": loss_cfg.OBJECT_POINTS * labelled_mean(position.mean(0), weights),
     }

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..geometry import box_units_to_pixels
+
 
 def vote_control_points(coords, confidence, object_boxes, topk, conf_thresh):
     """Per control point the ``topk`` most confident cells.
@@ -25,9 +27,11 @@ def vote_control_points(coords, confidence, object_boxes, topk, conf_thresh):
     """
     vote_confidence, index = confidence.flatten(2).topk(topk, dim=-1)
     picked = coords.flatten(2, 3).gather(2, index[..., None].expand(-1, -1, -1, 2))
-    origin = object_boxes[:, None, None, :2]
-    size = (object_boxes[:, 2:] - object_boxes[:, :2])[:, None, None]
-    return origin + picked * size, vote_confidence, vote_confidence > conf_thresh
+    return (
+        box_units_to_pixels(picked, object_boxes),
+        vote_confidence,
+        vote_confidence > conf_thresh,
+    )
 
 
 def control_point_estimates(votes, vote_confidence, valid):

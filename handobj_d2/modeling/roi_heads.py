@@ -15,25 +15,17 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from ..constants import HAND_CLASS, OBJECT_CLASS
-from ..geometry import intersection_box, matrix_to_axis_angle
+from ..geometry import (
+    box_units_to_pixels,
+    intersection_box,
+    matrix_to_axis_angle,
+    pixels_to_box_units,
+)
 from .contextual_reasoning import build_contextual_reasoning
 from .hand_head import HandHead, heatmap_confidence
-from .losses import hand_losses, object_losses
-from .object_head import ObjectHead
-from .pnp import control_point_estimates, solve_pnp, vote_control_points
-
-
-def _to_pixels(normalised, boxes):
-    """Points (N, ..., 2) normalised to boxes (N, 4) -> pixels."""
-    shape = (-1,) + (1,) * (normalised.dim() - 2) + (2,)
-    return boxes[:, :2].view(shape) + normalised * (boxes[:, 2:] - boxes[:, :2]).view(shape)
-
-
-def _to_box_units(pixels, boxes):
-    """Inverse of :func:`_to_pixels`."""
-    shape = (-1,) + (1,) * (pixels.dim() - 2) + (2,)
-    size = (boxes[:, 2:] - boxes[:, :2]).clamp_min(1e-6)
-    return (pixels - boxes[:, :2].view(shape)) / size.view(shape)
+from .losses import hand_losses
+from .object_head import build_object_head
+from .pnp import control_point_estimates, solve_pnp
 
 
 def select_hand_object_pair(detections, score_thresh):
@@ -77,8 +69,6 @@ class HandObjectROIHeads(StandardROIHeads):
         object_head,
         loss_weights,
         joint_confidence_radius,
-        vote_topk,
-        vote_conf_thresh,
         min_pnp_points,
         pnp_reprojection_error,
         pnp_iterations,
@@ -91,8 +81,8 @@ class HandObjectROIHeads(StandardROIHeads):
             contextual_reasoning, hand_head, object_head (nn.Module): the pose heads.
             loss_weights (CfgNode): MODEL.HANDOBJ.LOSS.
             joint_confidence_radius (float): heatmap cells, see ``heatmap_confidence``.
-            vote_topk, vote_conf_thresh, min_pnp_points, pnp_reprojection_error (pixels),
-                pnp_iterations: voting and PnP-RANSAC settings.
+            min_pnp_points, pnp_reprojection_error (pixels), pnp_iterations: PnP-RANSAC
+                settings.
             kwargs: StandardROIHeads arguments.
         """
         super().__init__(**kwargs)
@@ -103,8 +93,6 @@ class HandObjectROIHeads(StandardROIHeads):
         self.object_head = object_head
         self.loss_weights = loss_weights
         self.joint_confidence_radius = joint_confidence_radius
-        self.vote_topk = vote_topk
-        self.vote_conf_thresh = vote_conf_thresh
         self.min_pnp_points = min_pnp_points
         self.pnp_reprojection_error = pnp_reprojection_error
         self.pnp_iterations = pnp_iterations
@@ -134,11 +122,9 @@ class HandObjectROIHeads(StandardROIHeads):
             ),
             "contextual_reasoning": build_contextual_reasoning(cfg, shape.channels),
             "hand_head": HandHead(cfg, shape.channels),
-            "object_head": ObjectHead(cfg, shape.channels),
+            "object_head": build_object_head(cfg, shape.channels),
             "loss_weights": handobj.LOSS,
             "joint_confidence_radius": handobj.HAND.CONFIDENCE_RADIUS,
-            "vote_topk": handobj.OBJECT.VOTE_TOPK,
-            "vote_conf_thresh": handobj.OBJECT.VOTE_CONF_THRESH,
             "min_pnp_points": handobj.OBJECT.MIN_PNP_POINTS,
             "pnp_reprojection_error": handobj.OBJECT.PNP_REPROJ_ERROR,
             "pnp_iterations": handobj.OBJECT.PNP_ITERATIONS,
@@ -189,7 +175,7 @@ class HandObjectROIHeads(StandardROIHeads):
         object_boxes = cat([p.object_boxes.tensor for p in pairs])
         weights = cat([p.loss_weight for p in pairs])
         gt = {
-            "joints2d": _to_box_units(cat([p.gt_joints2d for p in pairs]), hand_boxes),
+            "joints2d": pixels_to_box_units(cat([p.gt_joints2d for p in pairs]), hand_boxes),
             "joints3d": cat([p.gt_joints3d for p in pairs]),
             "mano_pose": cat([p.gt_mano_pose for p in pairs]),
             "mano_shape": cat([p.gt_mano_shape for p in pairs]),
@@ -198,30 +184,30 @@ class HandObjectROIHeads(StandardROIHeads):
             "has_joints3d": cat([p.gt_has_joints3d for p in pairs]),
             "has_mano": cat([p.gt_has_mano for p in pairs]),
         }
-        resolution = obj["confidence"].shape[-1]
+        resolution = self.pose_pooler.output_size[0]
         masks = cat(
             [p.gt_object_masks.crop_and_resize(p.object_boxes.tensor, resolution) for p in pairs]
         )
         has_pose = cat([p.has_object & p.gt_has_object_pose for p in pairs])
-        gt_points = _to_box_units(cat([p.gt_control_points2d for p in pairs]), object_boxes)
+        gt_points = pixels_to_box_units(cat([p.gt_control_points2d for p in pairs]), object_boxes)
         losses = hand_losses(
             hand, gt, weights, self.loss_weights, self.hand_head.mesh_head.hand_layer
         )
-        losses.update(object_losses(obj, gt_points, masks, weights * has_pose, self.loss_weights))
+        losses.update(
+            self.object_head.losses(obj, gt_points, masks, weights * has_pose, self.loss_weights)
+        )
         return losses
 
     def _pose_predictions(self, hand, obj, pairs):
         hand_boxes = cat([p.hand_boxes.tensor for p in pairs])
         object_boxes = cat([p.object_boxes.tensor for p in pairs])
         joints2d = hand["joints2d"][-1]
-        votes, vote_confidence, vote_valid = vote_control_points(
-            obj["coords"], obj["confidence"], object_boxes, self.vote_topk, self.vote_conf_thresh
-        )
+        votes, vote_confidence, vote_valid = self.object_head.votes(obj, object_boxes)
         control_points2d, control_points_conf = control_point_estimates(
             votes, vote_confidence, vote_valid
         )
         predictions = {
-            "joints2d": _to_pixels(joints2d, hand_boxes),
+            "joints2d": box_units_to_pixels(joints2d, hand_boxes),
             "joints2d_conf": heatmap_confidence(
                 hand["heatmaps"][-1], joints2d, self.joint_confidence_radius
             ),
