@@ -106,6 +106,19 @@ class HeatmapHead(nn.Module):
         centres = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
         self.register_buffer("cell_centres", centres, persistent=False)
 
+    @classmethod
+    def from_hourglass_cfg(cls, node, in_channels, num_joints, resolution):
+        """Built from a config node's HOURGLASS_PLANES, HOURGLASS_DEPTH and HOURGLASS_STACKS
+        (MODEL.HANDOBJ.HAND or MODEL.HANDOBJ.OBJECT)."""
+        return cls(
+            in_channels,
+            num_joints,
+            node.HOURGLASS_PLANES,
+            node.HOURGLASS_DEPTH,
+            node.HOURGLASS_STACKS,
+            resolution,
+        )
+
     def soft_argmax(self, latents):
         """latents (N, J, R, R) -> heatmaps (N, J, R, R) that sum to 1 and their expected
         positions, joints (N, J, 2) in [0, 1]."""
@@ -236,13 +249,8 @@ class HandHead(nn.Module):
         super().__init__()
         hand = cfg.MODEL.HANDOBJ.HAND
         resolution = cfg.MODEL.HANDOBJ.POOLER_RESOLUTION
-        self.heatmap_head = HeatmapHead(
-            in_channels,
-            hand.NUM_JOINTS,
-            hand.HOURGLASS_PLANES,
-            hand.HOURGLASS_DEPTH,
-            hand.HOURGLASS_STACKS,
-            resolution,
+        self.heatmap_head = HeatmapHead.from_hourglass_cfg(
+            hand, in_channels, hand.NUM_JOINTS, resolution
         )
         self.mesh_head = MeshHead(
             hand.NUM_JOINTS,

@@ -97,13 +97,8 @@ class HeatmapObjectHead(nn.Module):
     def __init__(self, cfg, in_channels):
         super().__init__()
         obj = cfg.MODEL.HANDOBJ.OBJECT
-        self.heatmap_head = HeatmapHead(
-            in_channels,
-            obj.NUM_CONTROL_POINTS,
-            obj.HOURGLASS_PLANES,
-            obj.HOURGLASS_DEPTH,
-            obj.HOURGLASS_STACKS,
-            cfg.MODEL.HANDOBJ.POOLER_RESOLUTION,
+        self.heatmap_head = HeatmapHead.from_hourglass_cfg(
+            obj, in_channels, obj.NUM_CONTROL_POINTS, cfg.MODEL.HANDOBJ.POOLER_RESOLUTION
         )
         self.confidence_radius = obj.CONFIDENCE_RADIUS
 
