@@ -44,6 +44,15 @@ def heatmap_divergence(heatmaps, target, valid):
     return per_joint.sum(1) / valid.sum(1).clamp_min(1)
 
 
+def stacked_heatmap_divergence(heatmaps, points, sigma):
+    """Per-sample heatmap divergence (:func:`heatmap_divergence`) from Gaussians of ``sigma``
+    cells at ``points`` (N, J, 2), normalised to the box, averaged over a list of stacks'
+    heatmaps (N, J, R, R). Returns it (N,) and the (N, J) bool mask of points with a target."""
+    target, valid = gaussian_heatmaps(points, heatmaps[0].shape[-1], sigma)
+    divergence = torch.stack([heatmap_divergence(h, target, valid) for h in heatmaps]).mean(0)
+    return divergence, valid
+
+
 def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
     """Losses of the hand decoder.
 
@@ -72,12 +81,9 @@ def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
         "loss_joints2d": loss_cfg.JOINTS2D * labelled_mean(joints2d, has_joints2d),
     }
     if loss_cfg.HEATMAP > 0:
-        target, valid = gaussian_heatmaps(
-            gt["joints2d"], pred["heatmaps"][0].shape[-1], loss_cfg.HEATMAP_SIGMA
+        divergence, _ = stacked_heatmap_divergence(
+            pred["heatmaps"], gt["joints2d"], loss_cfg.HEATMAP_SIGMA
         )
-        divergence = torch.stack(
-            [heatmap_divergence(h, target, valid) for h in pred["heatmaps"]]
-        ).mean(0)
         losses["loss_heatmap"] = loss_cfg.HEATMAP * labelled_mean(divergence, has_joints2d)
     with torch.no_grad():
         gt_rotmats = axis_angle_to_matrix(gt["mano_pose"].view(-1, 16, 3))
@@ -143,15 +149,14 @@ def control_point_heatmap_losses(pred, gt_points, weights, loss_cfg):
     Positions: L1 (|dx| + |dy|) of the soft-argmax, in object-box units. Both over the points
     whose Gaussian reaches the grid (a control point far outside the box has no target).
     """
-    target, valid = gaussian_heatmaps(
-        gt_points, pred["heatmaps"][0].shape[-1], loss_cfg.HEATMAP_SIGMA
+    divergence, valid = stacked_heatmap_divergence(
+        pred["heatmaps"], gt_points, loss_cfg.HEATMAP_SIGMA
     )
-    divergence = torch.stack([heatmap_divergence(h, target, valid) for h in pred["heatmaps"]])
     counts = valid.sum(1).clamp_min(1)
     position = torch.stack(
         [((p - gt_points).abs().sum(-1) * valid).sum(1) / counts for p in pred["control_points"]]
     )
     return {
-        "loss_object_heatmap": loss_cfg.OBJECT_HEATMAP * labelled_mean(divergence.mean(0), weights),
+        "loss_object_heatmap": loss_cfg.OBJECT_HEATMAP * labelled_mean(divergence, weights),
         "loss_object_points": loss_cfg.OBJECT_POINTS * labelled_mean(position.mean(0), weights),
     }

@@ -1,8 +1,8 @@
 """Object decoders: ROI features of the object box -> 2D control points, as votes for PnP.
 
 Registered in OBJECT_HEAD_REGISTRY, chosen by MODEL.HANDOBJ.OBJECT.NAME. Each head has
-``forward(features (N, C, R, R)) -> dict``, ``losses(pred, gt_points, masks, weights, loss_cfg)
--> dict`` and ``votes(pred, object_boxes) -> (votes (N, P, K, 2) pixels, confidence (N, P, K),
+``forward(features (N, C, R, R)) -> dict``, ``losses(pred, pairs, gt_points, weights, loss_cfg)
+-> dict`` (``pairs``: the training pairs, per image, with ``gt_object_masks``) and ``votes(pred, object_boxes) -> (votes (N, P, K, 2) pixels, confidence (N, P, K),
 valid (N, P, K) bool)``; P = 21 control points, positions normalised to the object box
 ((0, 0) top-left, (1, 1) bottom-right corner).
 
@@ -75,7 +75,12 @@ class VotingObjectHead(nn.Module):
         )
         return {"coords": coords, "confidence": confidence.sigmoid()}
 
-    def losses(self, pred, gt_points, masks, weights, loss_cfg):
+    def losses(self, pred, pairs, gt_points, weights, loss_cfg):
+        """Voting losses inside the object's mask, pooled to the R x R grid of each box."""
+        resolution = pred["confidence"].shape[-1]
+        masks = torch.cat(
+            [p.gt_object_masks.crop_and_resize(p.object_boxes.tensor, resolution) for p in pairs]
+        )
         return voting_losses(pred, gt_points, masks, weights, loss_cfg)
 
     def votes(self, pred, object_boxes):
@@ -106,7 +111,7 @@ class HeatmapObjectHead(nn.Module):
         out = self.heatmap_head(features)
         return {"heatmaps": out["heatmaps"], "control_points": out["joints2d"]}
 
-    def losses(self, pred, gt_points, masks, weights, loss_cfg):
+    def losses(self, pred, pairs, gt_points, weights, loss_cfg):
         return control_point_heatmap_losses(pred, gt_points, weights, loss_cfg)
 
     def votes(self, pred, object_boxes):

@@ -184,17 +184,13 @@ class HandObjectROIHeads(StandardROIHeads):
             "has_joints3d": cat([p.gt_has_joints3d for p in pairs]),
             "has_mano": cat([p.gt_has_mano for p in pairs]),
         }
-        resolution = self.pose_pooler.output_size[0]
-        masks = cat(
-            [p.gt_object_masks.crop_and_resize(p.object_boxes.tensor, resolution) for p in pairs]
-        )
         has_pose = cat([p.has_object & p.gt_has_object_pose for p in pairs])
         gt_points = pixels_to_box_units(cat([p.gt_control_points2d for p in pairs]), object_boxes)
         losses = hand_losses(
             hand, gt, weights, self.loss_weights, self.hand_head.mesh_head.hand_layer
         )
         losses.update(
-            self.object_head.losses(obj, gt_points, masks, weights * has_pose, self.loss_weights)
+            self.object_head.losses(obj, pairs, gt_points, weights * has_pose, self.loss_weights)
         )
         return losses
 
