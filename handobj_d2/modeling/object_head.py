@@ -2,9 +2,10 @@
 
 Registered in OBJECT_HEAD_REGISTRY, chosen by MODEL.HANDOBJ.OBJECT.NAME. Each head has
 ``forward(features (N, C, R, R)) -> dict``, ``losses(pred, pairs, gt_points, weights, loss_cfg)
--> dict`` (``pairs``: the training pairs, per image, with ``gt_object_masks``) and ``votes(pred, object_boxes) -> (votes (N, P, K, 2) pixels, confidence (N, P, K),
-valid (N, P, K) bool)``; P = 21 control points, positions normalised to the object box
-((0, 0) top-left, (1, 1) bottom-right corner).
+-> dict`` (``pairs``: the training pairs, per image, with ``gt_object_masks``) and
+``votes(pred, object_boxes) -> (votes (N, P, K, 2) pixels, confidence (N, P, K), valid
+(N, P, K) bool)``; P = 21 control points, positions normalised to the object box ((0, 0)
+top-left, (1, 1) bottom-right corner).
 
 - ``VotingObjectHead`` (the paper's decoder, Hu et al.'s segmentation-driven voting): every grid
   cell on the object predicts every control point; the K most confident cells vote.
