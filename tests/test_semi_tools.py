@@ -465,3 +465,27 @@ def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
     assert errors["MPJPE_mm_kept"] == pytest.approx(turned * 1000)
     assert errors["PA_MPJPE_mm_kept"] == pytest.approx(0.0, abs=1e-6)  # a similarity away
     assert errors["MPJPE_mm_all"] == pytest.approx((turned * 1000 + 10 * 20 / 21) / 2)
+
+
+def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsys):
+    tool = _experiment_tool()
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--output", str(tmp_path), "--teacher-weights", "missing.pth"])
+    assert "--teacher-weights: no such file: missing.pth" in capsys.readouterr().err
+    given = tmp_path / "teacher.pth"
+    given.write_bytes(b"")
+    args = tool.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
+    experiment = tool.Experiment(args, seed=0)
+    calls = []
+    experiment.make_data = lambda: None
+    experiment.train = lambda name, iters, *opts: calls.append(("train", name, *opts)) or name
+    experiment.evaluate = lambda name, weights: calls.append(("evaluate", name, weights))
+    experiment.pseudo_labels = lambda mode, weights: calls.append(("pseudo", weights)) or {
+        "kept": 0
+    }
+    experiment.run(lambda part, value: None)
+    assert calls == [
+        ("evaluate", "teacher", str(given)),
+        ("pseudo", str(given)),
+        ("pseudo", str(given)),
+    ]  # no student either: no pseudo-label was kept

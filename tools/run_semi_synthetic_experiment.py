@@ -10,7 +10,9 @@ Per seed (every stage is skipped when its output exists, so a rerun resumes):
    (other backgrounds, lighting, hand shapes, skin tones) unlabeled videos plus a labeled test
    set (the shifted tree's train split, used for testing only; the videos' ground truth is
    read only to score the pseudo-labels);
-2. teacher: the tiny model (--config-file) trained on the labeled set;
+2. teacher: the tiny model (--config-file) trained on the labeled set, or with
+   --teacher-weights a given checkpoint of that model (e.g. one trained longer on a GPU on
+   default-domain data), the same for every seed;
 3. pseudo-labels of the shifted videos twice: "filtered" (spatial-temporal consistency filters,
    the paper) and "distillation" (no filters, predictions averaged over scale/rotation views;
    the data-distillation baseline). Hand/object boxes come from the videos' ground truth as a
@@ -74,6 +76,11 @@ def parse_args(argv=None):
         help="model and training config of teacher and students",
     )
     parser.add_argument("--teacher-iters", type=int, default=1200)
+    parser.add_argument(
+        "--teacher-weights",
+        help="checkpoint of --config-file's model to use as the teacher of every seed instead of "
+        "training one on the labeled set (--teacher-iters is then unused)",
+    )
     parser.add_argument("--student-iters", type=int, default=400)
     parser.add_argument(
         "--labeled-frames", type=int, default=400, help="default-domain labeled training frames"
@@ -115,6 +122,10 @@ def parse_args(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.frames_per_video < 3:
         parser.error("--frames-per-video must be at least 3 (temporal filter)")
+    if args.teacher_weights:
+        if not os.path.isfile(args.teacher_weights):
+            parser.error(f"--teacher-weights: no such file: {args.teacher_weights}")
+        args.teacher_weights = os.path.abspath(args.teacher_weights)
     return args
 
 
@@ -187,6 +198,7 @@ class Experiment:
             with open(path) as f:
                 return json.load(f)
         logger.info(f"seed {self.seed}: evaluating {name} on {self.test}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         out = os.path.join(self.dir, name, "inference")
         cfg = self.cfg("MODEL.WEIGHTS", weights, "OUTPUT_DIR", out)
         model = HandObjectTrainer.build_model(cfg)
@@ -223,7 +235,7 @@ class Experiment:
         """All stages; ``record(part, value)`` stores each result as soon as it exists."""
         a = self.args
         self.make_data()
-        teacher = self.train("teacher", a.teacher_iters)
+        teacher = a.teacher_weights or self.train("teacher", a.teacher_iters)
         record("teacher", self.evaluate("teacher", teacher))
         for mode in MODES:
             pseudo = self.pseudo_labels(mode, teacher)
