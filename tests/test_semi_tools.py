@@ -480,9 +480,9 @@ def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsy
     experiment.make_data = lambda: None
     experiment.train = lambda name, iters, *opts: calls.append(("train", name, *opts)) or name
     experiment.evaluate = lambda name, weights: calls.append(("evaluate", name, weights))
-    experiment.pseudo_labels = lambda mode, weights: calls.append(("pseudo", weights)) or {
-        "kept": 0
-    }
+    experiment.pseudo_labels = lambda mode, weights: (
+        calls.append(("pseudo", weights)) or {"kept": 0}
+    )
     experiment.run(lambda part, value: None)
     assert calls == [
         ("evaluate", "teacher", str(given)),
