@@ -31,6 +31,11 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.DETECTOR_ON = True
     # Minimum detection score for a hand / object to be used in "detected" mode.
     _C.MODEL.HANDOBJ.DETECTION_SCORE_THRESH = 0.05
+    # Turn every BatchNorm2d of the model (backbone, FPN, heads) into FrozenBatchNorm2d: the
+    # statistics and affine parameters of MODEL.WEIGHTS stay fixed. For fine-tuning with batches
+    # much smaller than the checkpoint's (e.g. a student on a CPU from a teacher trained on a GPU),
+    # whose per-batch statistics would otherwise replace the checkpoint's.
+    _C.MODEL.HANDOBJ.FROZEN_BN = False
 
     # Contextual reasoning between object (query) and intersection (key) features.
     _C.MODEL.HANDOBJ.CR = CN()

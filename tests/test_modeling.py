@@ -295,6 +295,39 @@ def test_labels_a_sample_lacks_give_no_loss(hand_layer):
     sum(losses.values()).backward()
 
 
+def test_frozen_bn_keeps_the_checkpoint_statistics_in_training(hand_layer, tmp_path):
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.layers import FrozenBatchNorm2d
+
+    trained = tiny_model()
+    generator = torch.Generator().manual_seed(7)
+    for module in trained.modules():  # statistics a checkpoint could hold, not the init's 0 / 1
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.normal_(0, 0.1, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    DetectionCheckpointer(trained, save_dir=str(tmp_path)).save("teacher")
+    frozen = tiny_model("MODEL.HANDOBJ.FROZEN_BN", "True", seed=1)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in frozen.modules())
+    frozen_count = sum(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
+    batchnorm_count = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in trained.modules())
+    assert frozen_count == batchnorm_count > 0
+    DetectionCheckpointer(frozen).load(str(tmp_path / "teacher.pth"))
+    rng = np.random.default_rng(4)
+    batch = [make_sample(hand_layer, rng, 96, 96, str(i)) for i in range(2)]
+    torch.manual_seed(0)
+    expected = _train_losses(_batchnorm_eval(trained), batch)
+    torch.manual_seed(0)
+    frozen.train()
+    losses = _train_losses(frozen, batch)
+    # In training mode the frozen model normalises with the checkpoint's running statistics,
+    # exactly as the original model with its BatchNorm layers in eval mode, and keeps them.
+    for name in POSE_LOSSES:
+        torch.testing.assert_close(losses[name], expected[name], rtol=1e-4, atol=1e-6)
+    statistics = {k: v for k, v in trained.state_dict().items() if "running_" in k}
+    for key, value in statistics.items():
+        torch.testing.assert_close(frozen.state_dict()[key], value, msg=key)
+
+
 def test_pseudo_labels_use_joints_and_regularisers_scaled_by_their_weight(hand_layer):
     model = _batchnorm_eval(tiny_model())
     rng = np.random.default_rng(3)

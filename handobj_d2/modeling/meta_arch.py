@@ -19,6 +19,7 @@ object_R (K, 3, 3), object_t (K, 3) metres in the frame of ``camera_K``, object_
 import numpy as np
 import torch
 from detectron2.config import configurable
+from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import BitMasks, Boxes, Instances
 
@@ -162,7 +163,14 @@ class HandObjectRCNN(GeneralizedRCNN):
 
     @configurable
     def __init__(
-        self, *, detector_on, inference_boxes, detection_score_thresh, pseudo_loss_weight, **kwargs
+        self,
+        *,
+        detector_on,
+        inference_boxes,
+        detection_score_thresh,
+        pseudo_loss_weight,
+        frozen_bn=False,
+        **kwargs,
     ):
         """
         Args:
@@ -170,9 +178,12 @@ class HandObjectRCNN(GeneralizedRCNN):
             inference_boxes (str): "given" or "detected".
             detection_score_thresh (float): minimum hand / object score in "detected" mode.
             pseudo_loss_weight (float): multiplies every loss of pseudo-labelled samples.
+            frozen_bn (bool): turn every BatchNorm2d into FrozenBatchNorm2d (fixed statistics).
             kwargs: GeneralizedRCNN arguments.
         """
         super().__init__(**kwargs)
+        if frozen_bn:
+            FrozenBatchNorm2d.convert_frozen_batchnorm(self)
         if inference_boxes not in ("given", "detected"):
             raise ValueError(
                 "MODEL.HANDOBJ.INFERENCE_BOXES must be 'given' or 'detected', got "
@@ -191,6 +202,7 @@ class HandObjectRCNN(GeneralizedRCNN):
             inference_boxes=cfg.MODEL.HANDOBJ.INFERENCE_BOXES,
             detection_score_thresh=cfg.MODEL.HANDOBJ.DETECTION_SCORE_THRESH,
             pseudo_loss_weight=cfg.SEMI.PSEUDO_LOSS_WEIGHT,
+            frozen_bn=cfg.MODEL.HANDOBJ.FROZEN_BN,
         )
         return ret
 
