@@ -467,6 +467,39 @@ def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
     assert errors["MPJPE_mm_all"] == pytest.approx((turned * 1000 + 10 * 20 / 21) / 2)
 
 
+def test_consistency_scores_are_rank_correlated_with_the_label_errors(tmp_path):
+    from handobj_d2.geometry import MANOPTH_TO_HO3D, opengl_to_opencv
+
+    tool = _experiment_tool()
+    rng = np.random.default_rng(6)
+    truth = rng.normal(0, 0.04, (5, 21, 3)) + [0.0, 0.0, 0.5]
+    offsets = [0.005, 0.01, 0.02, 0.03]  # m on joints 1-20: MPJPE = offset * 20 / 21, rising
+    residuals = [0.4, 0.1, 0.2, 0.3]  # ranks 4 1 2 3 against 1 2 3 4: rho = 1 - 6 * 12 / 60
+    temporal = [None, 0.1, 0.2, 0.3]  # no neighbour in frame 0 (NaN, null in JSON): rho = 1
+    frames = []
+    for index, (offset, residual, distance) in enumerate(zip(offsets, residuals, temporal)):
+        prediction = truth[index] - truth[index, :1]
+        prediction[1:] += [offset, 0.0, 0.0]
+        frames.append({"frame_index": index, "predicted": True, "kept": True,
+                       "residual_2d3d": residual, "temporal_distance": distance,
+                       "prediction": {"joints3d": prediction.tolist()}})  # fmt: skip
+    frames.append({"frame_index": 4, "predicted": False, "kept": False})
+    (tmp_path / "pseudo" / "videos").mkdir(parents=True)
+    (tmp_path / "pseudo" / "videos" / "v.json").write_text(
+        json.dumps({"video": "v", "frames": frames})
+    )
+    (tmp_path / "shifted" / "video_ground_truth").mkdir(parents=True)
+    metas = [{"handJoints3D": opengl_to_opencv(t)[MANOPTH_TO_HO3D]} for t in truth]
+    with open(tmp_path / "shifted" / "video_ground_truth" / "v.pkl", "wb") as f:
+        pickle.dump({"name": "v", "frames": metas}, f)
+    errors = tool.pseudo_label_errors(str(tmp_path / "pseudo"), str(tmp_path / "shifted"))
+    assert errors["MPJPE_mm_all"] == pytest.approx(np.mean(offsets) * 20 / 21 * 1000)
+    assert errors["spearman_residual_2d3d_vs_MPJPE"] == pytest.approx(-0.2)
+    assert errors["spearman_temporal_distance_vs_MPJPE"] == pytest.approx(1.0)
+    assert -1.0 <= errors["spearman_residual_2d3d_vs_PA_MPJPE"] <= 1.0
+    assert not any("shape_deviation" in key for key in errors)  # never scored
+
+
 def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsys):
     tool = _experiment_tool()
     with pytest.raises(SystemExit):

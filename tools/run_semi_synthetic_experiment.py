@@ -45,6 +45,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
+from scipy.stats import spearmanr
 
 import handobj_d2  # noqa: F401  (registers models and datasets)
 from handobj_d2.data.datasets.ho3d import register_ho3d
@@ -60,6 +61,7 @@ logger = logging.getLogger("handobj_d2.semi_experiment")
 
 MODES = ("distillation", "filtered")
 METRICS = ("PA_MPJPE_mm", "PA_AUC", "MPJPE_mm", "AUC")
+CONSISTENCY_SCORES = ("residual_2d3d", "temporal_distance", "shape_deviation")  # filters.py
 FINAL_WEIGHTS = "model_final.pth"
 
 
@@ -152,7 +154,8 @@ class Experiment:
         a = self.args
         for root, split_sizes, domain in (
             (self.labeled_root, dict(train=a.labeled_frames, evaluation=0, videos=0), "default"),
-            (self.shifted_root, dict(train=a.test_frames, evaluation=0, videos=a.videos), "shifted"),
+            (self.shifted_root, dict(train=a.test_frames, evaluation=0, videos=a.videos),
+             "shifted"),
         ):  # fmt: skip
             if not _complete(root):
                 logger.info(f"seed {self.seed}: generating the {domain}-domain data in {root}")
@@ -192,7 +195,8 @@ class Experiment:
         return weights
 
     def evaluate(self, name, weights):
-        """Hand metrics of ``weights`` on the shifted test set (cached in <name>/test_metrics.json)."""
+        """Hand metrics of ``weights`` on the shifted test set, cached in
+        <name>/test_metrics.json."""
         path = os.path.join(self.dir, name, "test_metrics.json")
         if os.path.isfile(path):
             with open(path) as f:
@@ -322,8 +326,11 @@ def ground_truth_boxes(shifted_root):
 
 def pseudo_label_errors(out, shifted_root):
     """Root-relative and Procrustes-aligned joint errors (mm) of the teacher's predictions
-    against the videos' ground truth: over the kept frames and over all predicted frames."""
+    against the videos' ground truth, over the kept frames and over all predicted frames; and,
+    where the filters scored the frames, Spearman's rank correlation of each consistency score
+    with either error over all predicted frames (does the score find the bad labels?)."""
     errors = {"kept": [], "all": []}
+    scores = {name: [] for name in CONSISTENCY_SCORES}
     for path in sorted(glob.glob(os.path.join(out, "videos", "*.json"))):
         with open(path) as f:
             result = json.load(f)
@@ -342,11 +349,22 @@ def pseudo_label_errors(out, shifted_root):
             errors["all"].append(pair)
             if frame["kept"]:
                 errors["kept"].append(pair)
+            for name in CONSISTENCY_SCORES:
+                scores[name].append(frame.get(name, np.nan))
     out = {}
     for part, values in errors.items():
         values = np.array(values).reshape(-1, 2) * 1000
         mean = values.mean(0) if len(values) else [float("nan")] * 2
         out[f"MPJPE_mm_{part}"], out[f"PA_MPJPE_mm_{part}"] = float(mean[0]), float(mean[1])
+    errors = np.array(errors["all"]).reshape(-1, 2)
+    for name, values in scores.items():
+        values = np.array(values, dtype=float)
+        scored = ~np.isnan(values)  # the temporal score needs neighbours; distillation: none
+        if scored.sum() < 3:
+            continue
+        for column, error in enumerate(("MPJPE", "PA_MPJPE")):
+            rho = spearmanr(values[scored], errors[scored, column]).statistic
+            out[f"spearman_{name}_vs_{error}"] = float(rho)
     return out
 
 
@@ -384,14 +402,18 @@ def markdown_table(results):
         )
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {per_seed} |")
     lines += ["", "| pseudo-labels | frames | with a pair | kept | PA-MPJPE kept (mm) | "
-              "PA-MPJPE all predicted (mm) |", "|---|---|---|---|---|---|"]  # fmt: skip
+              "PA-MPJPE all predicted (mm) | Spearman, 2D-3D residual vs MPJPE / PA-MPJPE |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for mode in MODES:
         for seed, parts in seeds.items():
             p = parts.get(f"pseudo_{mode}")
             if p:
+                rho = [p.get(f"spearman_residual_2d3d_vs_{e}") for e in ("MPJPE", "PA_MPJPE")]
+                rho = "-" if None in rho else f"{rho[0]:+.2f} / {rho[1]:+.2f}"
                 lines.append(
                     f"| {mode}, seed {seed} | {p['frames']} | {p['with_prediction']} | "
-                    f"{p['kept']} | {p['PA_MPJPE_mm_kept']:.2f} | {p['PA_MPJPE_mm_all']:.2f} |"
+                    f"{p['kept']} | {p['PA_MPJPE_mm_kept']:.2f} | {p['PA_MPJPE_mm_all']:.2f} | "
+                    f"{rho} |"
                 )
     return "\n".join(lines) + "\n"
 
