@@ -435,9 +435,26 @@ def test_experiment_summary_is_mean_and_sample_std_over_seeds():
     assert summary["student_filtered"]["PA_AUC"] == {"mean": 60.0, "std": 0.0, "n": 1}
 
 
-def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
+def _score_pseudo_labels(tool, tmp_path, frames, truth):
+    """pseudo_label_errors of one video "v": its per-frame results ``frames`` (the generator's
+    videos/v.json) against ``truth``, per frame (21, 3) camera-frame joints (manopth order,
+    OpenCV) or None."""
     from handobj_d2.geometry import MANOPTH_TO_HO3D, opengl_to_opencv
 
+    (tmp_path / "pseudo" / "videos").mkdir(parents=True)
+    (tmp_path / "pseudo" / "videos" / "v.json").write_text(
+        json.dumps({"video": "v", "frames": frames})
+    )
+    (tmp_path / "shifted" / "video_ground_truth").mkdir(parents=True)
+    metas = [
+        None if t is None else {"handJoints3D": opengl_to_opencv(t)[MANOPTH_TO_HO3D]} for t in truth
+    ]
+    with open(tmp_path / "shifted" / "video_ground_truth" / "v.pkl", "wb") as f:
+        pickle.dump({"name": "v", "frames": metas}, f)
+    return tool.pseudo_label_errors(str(tmp_path / "pseudo"), str(tmp_path / "shifted"))
+
+
+def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
     tool = _experiment_tool()
     rng = np.random.default_rng(5)
     truth = rng.normal(0, 0.04, (2, 21, 3)) + [0.0, 0.0, 0.5]  # camera frame, manopth order
@@ -452,15 +469,7 @@ def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
          "prediction": {"joints3d": shifted[1].tolist()}},
         {"frame_index": 2, "predicted": False, "kept": False},
     ]  # fmt: skip
-    (tmp_path / "pseudo" / "videos").mkdir(parents=True)
-    (tmp_path / "pseudo" / "videos" / "v.json").write_text(
-        json.dumps({"video": "v", "frames": frames})
-    )
-    (tmp_path / "shifted" / "video_ground_truth").mkdir(parents=True)
-    metas = [{"handJoints3D": opengl_to_opencv(t)[MANOPTH_TO_HO3D]} for t in truth]
-    with open(tmp_path / "shifted" / "video_ground_truth" / "v.pkl", "wb") as f:
-        pickle.dump({"name": "v", "frames": metas + [None]}, f)
-    errors = tool.pseudo_label_errors(str(tmp_path / "pseudo"), str(tmp_path / "shifted"))
+    errors = _score_pseudo_labels(tool, tmp_path, frames, [*truth, None])
     turned = np.linalg.norm(1.2 * relative[0] @ quarter_turn.T - relative[0], axis=1).mean()
     assert errors["MPJPE_mm_kept"] == pytest.approx(turned * 1000)
     assert errors["PA_MPJPE_mm_kept"] == pytest.approx(0.0, abs=1e-6)  # a similarity away
@@ -468,8 +477,6 @@ def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
 
 
 def test_consistency_scores_are_rank_correlated_with_the_label_errors(tmp_path):
-    from handobj_d2.geometry import MANOPTH_TO_HO3D, opengl_to_opencv
-
     tool = _experiment_tool()
     rng = np.random.default_rng(6)
     truth = rng.normal(0, 0.04, (5, 21, 3)) + [0.0, 0.0, 0.5]
@@ -484,15 +491,7 @@ def test_consistency_scores_are_rank_correlated_with_the_label_errors(tmp_path):
                        "residual_2d3d": residual, "temporal_distance": distance,
                        "prediction": {"joints3d": prediction.tolist()}})  # fmt: skip
     frames.append({"frame_index": 4, "predicted": False, "kept": False})
-    (tmp_path / "pseudo" / "videos").mkdir(parents=True)
-    (tmp_path / "pseudo" / "videos" / "v.json").write_text(
-        json.dumps({"video": "v", "frames": frames})
-    )
-    (tmp_path / "shifted" / "video_ground_truth").mkdir(parents=True)
-    metas = [{"handJoints3D": opengl_to_opencv(t)[MANOPTH_TO_HO3D]} for t in truth]
-    with open(tmp_path / "shifted" / "video_ground_truth" / "v.pkl", "wb") as f:
-        pickle.dump({"name": "v", "frames": metas}, f)
-    errors = tool.pseudo_label_errors(str(tmp_path / "pseudo"), str(tmp_path / "shifted"))
+    errors = _score_pseudo_labels(tool, tmp_path, frames, truth)
     assert errors["MPJPE_mm_all"] == pytest.approx(np.mean(offsets) * 20 / 21 * 1000)
     assert errors["spearman_residual_2d3d_vs_MPJPE"] == pytest.approx(-0.2)
     assert errors["spearman_temporal_distance_vs_MPJPE"] == pytest.approx(1.0)
