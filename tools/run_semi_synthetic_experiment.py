@@ -356,14 +356,14 @@ def pseudo_label_errors(out, shifted_root):
         values = np.array(values).reshape(-1, 2) * 1000
         mean = values.mean(0) if len(values) else [float("nan")] * 2
         out[f"MPJPE_mm_{part}"], out[f"PA_MPJPE_mm_{part}"] = float(mean[0]), float(mean[1])
-    errors = np.array(errors["all"]).reshape(-1, 2)
+    per_frame = np.array(errors["all"]).reshape(-1, 2)
     for name, values in scores.items():
         values = np.array(values, dtype=float)
         scored = ~np.isnan(values)  # the temporal score needs neighbours; distillation: none
         if scored.sum() < 3:
             continue
         for column, error in enumerate(("MPJPE", "PA_MPJPE")):
-            rho = spearmanr(values[scored], errors[scored, column]).statistic
+            rho = spearmanr(values[scored], per_frame[scored, column]).statistic
             out[f"spearman_{name}_vs_{error}"] = float(rho)
     return out
 
