@@ -495,8 +495,30 @@ def test_consistency_scores_are_rank_correlated_with_the_label_errors(tmp_path):
     assert errors["MPJPE_mm_all"] == pytest.approx(np.mean(offsets) * 20 / 21 * 1000)
     assert errors["spearman_residual_2d3d_vs_MPJPE"] == pytest.approx(-0.2)
     assert errors["spearman_temporal_distance_vs_MPJPE"] == pytest.approx(1.0)
-    assert -1.0 <= errors["spearman_residual_2d3d_vs_PA_MPJPE"] <= 1.0
     assert not any("shape_deviation" in key for key in errors)  # never scored
+
+
+def test_rank_correlation_tells_orientation_errors_from_articulation_errors(tmp_path):
+    tool = _experiment_tool()
+    rng = np.random.default_rng(7)
+    truth = rng.normal(0, 0.04, (3, 21, 3)) + [0.0, 0.0, 0.5]
+    relative = truth - truth[:, :1]
+    quarter_turn = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    fingers_off = relative[2].copy()
+    fingers_off[1:] += [0.02, 0.0, 0.0]  # not a similarity: PA-MPJPE > 0, MPJPE 2 cm * 20 / 21
+    predictions = [relative[0], 1.2 * relative[1] @ quarter_turn.T, fingers_off]
+    turned = np.linalg.norm(predictions[1] - relative[1], axis=1).mean()
+    assert turned > 0.02 * 20 / 21  # MPJPE ranks 1 3 2; PA-MPJPE ranks 1-2 (both ~0), 3
+    frames = [
+        {"frame_index": index, "predicted": True, "kept": True, "residual_2d3d": residual,
+         "prediction": {"joints3d": prediction.tolist()}}
+        for index, (prediction, residual) in enumerate(zip(predictions, [0.1, 0.1, 0.3]))
+    ]  # fmt: skip
+    errors = _score_pseudo_labels(tool, tmp_path, frames, truth)
+    # Score ranks 1.5 1.5 3 (deviations -0.5 -0.5 1): against MPJPE's -1 1 0 the covariance is
+    # 0; against PA-MPJPE's -1 0 1 (or 0 -1 1) it is 1.5, rho = 1.5 / sqrt(1.5 * 2).
+    assert errors["spearman_residual_2d3d_vs_MPJPE"] == pytest.approx(0.0, abs=1e-12)
+    assert errors["spearman_residual_2d3d_vs_PA_MPJPE"] == pytest.approx(3**0.5 / 2)
 
 
 def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsys):
