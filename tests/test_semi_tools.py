@@ -543,3 +543,78 @@ def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsy
         ("pseudo", str(given)),
         ("pseudo", str(given)),
     ]  # no student either: no pseudo-label was kept
+
+
+def test_shift_breakdown_evaluates_the_teacher_on_each_half_of_the_shift(tmp_path):
+    tool = _experiment_tool()
+    given = tmp_path / "teacher.pth"
+    given.write_bytes(b"")
+    args = tool.parse_args(
+        ["--output", str(tmp_path), "--teacher-weights", str(given), "--shift-breakdown"]
+    )
+    experiment = tool.Experiment(args, seed=3)
+    calls, generated = [], []
+    experiment.make_data = lambda: None
+    experiment._generate = lambda name, root, domain, frames, videos: generated.append(
+        (name, os.path.relpath(root, tmp_path), domain, frames, videos)
+    )
+    experiment.evaluate = lambda name, weights, test=None: calls.append((name, test))
+    experiment.pseudo_labels = lambda mode, weights: {"kept": 0}
+    experiment.run(lambda part, value: None)
+    assert generated == [
+        ("semi_experiment_seed3_default_test", "seed_3/data/test_default", "default", 48, 0),
+        ("semi_experiment_seed3_shifted_appearance_test", "seed_3/data/test_shifted_appearance",
+         "shifted_appearance", 48, 0),
+        ("semi_experiment_seed3_shifted_shape_test", "seed_3/data/test_shifted_shape",
+         "shifted_shape", 48, 0),
+    ]  # fmt: skip
+    assert calls == [
+        ("teacher", None),
+        ("teacher_on_default", "semi_experiment_seed3_default_test"),
+        ("teacher_on_shifted_appearance", "semi_experiment_seed3_shifted_appearance_test"),
+        ("teacher_on_shifted_shape", "semi_experiment_seed3_shifted_shape_test"),
+    ]
+
+
+def test_results_table_lists_the_shift_breakdown_apart_from_the_models():
+    tool = _experiment_tool()
+
+    def metrics(pa):
+        return dict(PA_MPJPE_mm=pa, PA_AUC=80.0, MPJPE_mm=40.0, AUC=30.0)
+
+    seeds = {
+        "0": {"teacher": metrics(10.5), "teacher_on_default": metrics(8.5),
+              "teacher_on_shifted_appearance": metrics(9.0),
+              "teacher_on_shifted_shape": metrics(10.0), "student_filtered": metrics(10.25)},
+    }  # fmt: skip
+    results = {"settings": {"target_domain": "shifted"}, "seeds": seeds}
+    table = tool.markdown_table({**results, "summary": tool.summarize(seeds)}).splitlines()
+    models = [line.split(" | ")[0][2:] for line in table[2 : table.index("")]]
+    assert models == ["student_filtered", "teacher"]
+    start = next(i for i, line in enumerate(table) if line.startswith("| teacher, test set"))
+    rows = [line.split(" | ") for line in table[start + 2 : start + 6]]
+    assert [(row[0][2:], row[-1][:-2]) for row in rows] == [
+        ("default", "8.50"),
+        ("shifted_appearance", "9.00"),
+        ("shifted_shape", "10.00"),
+        ("shifted", "10.50"),
+    ]
+
+
+def test_resuming_needs_the_same_experiment_and_older_folders_count_with_defaults():
+    tool = _experiment_tool()
+
+    def settings(*argv):
+        args = vars(tool.parse_args(["--output", "out", *argv]))
+        return json.loads(json.dumps({k: v for k, v in args.items() if k != "output"}))
+
+    before_target_domain = settings("--videos", "32")
+    del before_target_domain["target_domain"], before_target_domain["shift_breakdown"]
+    assert tool.same_experiment(before_target_domain, settings("--videos", "32"))
+    assert tool.same_experiment(
+        before_target_domain, settings("--videos", "32", "--seeds", "4", "--shift-breakdown")
+    )
+    assert not tool.same_experiment(
+        before_target_domain, settings("--videos", "32", "--target-domain", "shifted_appearance")
+    )
+    assert not tool.same_experiment(before_target_domain, settings("--videos", "16"))

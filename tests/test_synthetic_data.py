@@ -376,3 +376,23 @@ def test_object_faces_are_told_apart_by_their_colour():
         means = np.stack([colours[regions == r].mean(0) for r in range(6)])
         gaps = np.linalg.norm(means[:, None] - means[None], axis=-1) + 1e3 * np.eye(6)
         assert gaps.min() > 30, (name, np.round(means))
+
+
+def test_each_half_of_the_shift_is_a_domain():
+    from handobj_d2.data.synthetic import get_domain
+    from handobj_d2.data.synthetic.scene import sample_betas, sample_skin
+
+    rng = np.random.default_rng(0)
+    appearance, shape = get_domain("shifted_appearance"), get_domain("shifted_shape")
+    # shifted scenes, lights and skin, default hand shapes (betas in [-1, 1])
+    assert appearance.backgrounds == ("checker", "neon_blobs", "outdoor")
+    assert appearance.light_tint == 0.2
+    betas = np.array([sample_betas(rng, appearance) for _ in range(200)])
+    assert np.abs(betas).max() <= 1.0 and np.abs(betas).max() > 0.95
+    assert max(sample_skin(rng, appearance)[0] for _ in range(50)) < 0.87  # darker than 0.91
+    # default scenes, lights and skin, shifted hand shapes (betas in [-3, 3])
+    assert shape.backgrounds == ("wood", "office", "fabric")
+    assert shape.light_tint == 0.05
+    assert max(sample_skin(rng, shape)[0] for _ in range(50)) > 0.87
+    betas = np.array([sample_betas(rng, shape) for _ in range(200)])
+    assert np.abs(betas).max() <= 3.0 and np.abs(betas).max() > 2.9

@@ -7,9 +7,10 @@
 
 Per seed (every stage is skipped when its output exists, so a rerun resumes):
 1. data: a small labeled set in the synthetic "default" domain, and in the "shifted" domain
-   (other backgrounds, lighting, hand shapes, skin tones) unlabeled videos plus a labeled test
-   set (the shifted tree's train split, used for testing only; the videos' ground truth is
-   read only to score the pseudo-labels);
+   (other backgrounds, lighting, hand shapes, skin tones; --target-domain picks another)
+   unlabeled videos plus a labeled test set (the shifted tree's train split, used for testing
+   only; the videos' ground truth is read only to score the pseudo-labels); with
+   --shift-breakdown also test sets of the default domain and of each half of the shift;
 2. teacher: the tiny model (--config-file) trained on the labeled set, or with
    --teacher-weights a given checkpoint of that model (e.g. one trained longer on a GPU on
    default-domain data), the same for every seed;
@@ -21,13 +22,14 @@ Per seed (every stage is skipped when its output exists, so a rerun resumes):
 4. students: the teacher fine-tuned on labeled + pseudo-labeled data, one per pseudo-label set
    (with --control also the teacher fine-tuned as long on the labeled set alone, and a student
    on the video frames' ground truth instead of pseudo-labels: a perfect teacher's);
-5. evaluation of teacher and students on the shifted test set (HandPoseEvaluator).
+5. evaluation of teacher and students on the shifted test set (HandPoseEvaluator), and with
+   --shift-breakdown of the teacher on the breakdown test sets.
 
 Writes DIR/results.json (per seed and model: PA_MPJPE_mm, PA_AUC, MPJPE_mm, AUC; pseudo-label
 counts and their errors against the videos' ground truth; mean and sample std over seeds) after
 every evaluation, atomically, and DIR/results.md (the table). Trailing KEY VALUE pairs override
-the config of every stage. Layout: DIR/seed_<k>/{data/labeled, data/shifted, teacher,
-pseudo_<mode>, student_<mode>, teacher_continued}.
+the config of every stage. Layout: DIR/seed_<k>/{data/labeled, data/shifted, data/test_<domain>,
+teacher, teacher_on_<domain>, pseudo_<mode>, student_<mode>, teacher_continued, student_oracle}.
 """
 
 import argparse
@@ -49,7 +51,7 @@ from scipy.stats import spearmanr
 
 import handobj_d2  # noqa: F401  (registers models and datasets)
 from handobj_d2.data.datasets.ho3d import register_ho3d
-from handobj_d2.data.synthetic import SUMMARY_FILE, generate_dataset
+from handobj_d2.data.synthetic import SUMMARY_FILE, SYNTHETIC_DOMAINS, generate_dataset
 from handobj_d2.data.video import find_videos
 from handobj_d2.engine import HandObjectConfigError, HandObjectTrainer, setup_cfg
 from handobj_d2.evaluation.metrics import point_distances, procrustes_align
@@ -61,6 +63,9 @@ logger = logging.getLogger("handobj_d2.semi_experiment")
 
 MODES = ("distillation", "filtered")
 METRICS = ("PA_MPJPE_mm", "PA_AUC", "MPJPE_mm", "AUC")
+# --shift-breakdown: the teacher also on test sets of its own domain and of each half of the shift
+BREAKDOWN_DOMAINS = ("default", "shifted_appearance", "shifted_shape")
+FREE_SETTINGS = ("seeds", "threads", "control", "shift_breakdown")  # may change on resuming
 CONSISTENCY_SCORES = ("residual_2d3d", "temporal_distance", "shape_deviation")  # filters.py
 FINAL_WEIGHTS = "model_final.pth"
 
@@ -116,6 +121,20 @@ def parse_args(argv=None):
         "(teacher_continued: a gain from pseudo-labels or from more iterations?) and a student on "
         "ground-truth labels of the same video frames (student_oracle: a perfect teacher)",
     )
+    parser.add_argument(
+        "--target-domain",
+        default="shifted",
+        choices=sorted(set(SYNTHETIC_DOMAINS) - {"default"}),
+        help="synthetic domain of the unlabeled videos and the test set (the labeled set is "
+        "always 'default'; handobj_d2/data/synthetic/domains.py)",
+    )
+    parser.add_argument(
+        "--shift-breakdown",
+        action="store_true",
+        help="also evaluate the teacher on --test-frames frames of its own domain and of each half "
+        "of the shift (shifted_appearance: the shifted scenes, lights and skin; shifted_shape: "
+        "the shifted hand shapes): what each half costs it (teacher_on_<domain>)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help="config overrides for every stage: KEY VALUE ...")  # fmt: skip
     args = parser.parse_args(argv)
@@ -152,20 +171,30 @@ class Experiment:
     def make_data(self):
         """The labeled default-domain set and the shifted set (videos + test frames)."""
         a = self.args
-        for root, split_sizes, domain in (
-            (self.labeled_root, dict(train=a.labeled_frames, evaluation=0, videos=0), "default"),
-            (self.shifted_root, dict(train=a.test_frames, evaluation=0, videos=a.videos),
-             "shifted"),
-        ):  # fmt: skip
-            if not _complete(root):
-                logger.info(f"seed {self.seed}: generating the {domain}-domain data in {root}")
-                generate_dataset(
-                    root, frames_per_video=a.frames_per_video, image_size=tuple(a.image_size),
-                    seed=self.seed, domain=domain, **split_sizes,
-                )  # fmt: skip
-        for name, root in ((self.labeled, self.labeled_root), (self.test, self.shifted_root)):
-            if name not in DatasetCatalog.list():
-                register_ho3d(name, root, "train", "v2")
+        self._generate(self.labeled, self.labeled_root, "default", a.labeled_frames, videos=0)
+        self._generate(self.test, self.shifted_root, a.target_domain, a.test_frames, a.videos)
+
+    def breakdown_test(self, domain):
+        """A labeled test set of --test-frames frames in ``domain`` (DIR/seed_k/data/test_<domain>);
+        returns its dataset name."""
+        name = f"semi_experiment_seed{self.seed}_{domain}_test"
+        root = os.path.join(self.dir, "data", f"test_{domain}")
+        self._generate(name, root, domain, self.args.test_frames, videos=0)
+        return name
+
+    def _generate(self, name, root, domain, frames, videos):
+        """Generate (unless complete) a synthetic tree of ``frames`` labeled frames and ``videos``
+        videos in ``domain``, and register its frames as dataset ``name``."""
+        a = self.args
+        if not _complete(root):
+            logger.info(f"seed {self.seed}: generating the {domain}-domain data in {root}")
+            generate_dataset(
+                root, train=frames, evaluation=0, videos=videos,
+                frames_per_video=a.frames_per_video, image_size=tuple(a.image_size),
+                seed=self.seed, domain=domain,
+            )  # fmt: skip
+        if name not in DatasetCatalog.list():
+            register_ho3d(name, root, "train", "v2")
 
     def train(self, name, iters, *opts):
         """Train (or resume) a model in DIR/seed_k/<name>; returns its final weights."""
@@ -194,17 +223,18 @@ class Experiment:
             os.remove(path)
         return weights
 
-    def evaluate(self, name, weights):
-        """Hand metrics of ``weights`` on the shifted test set, cached in
-        <name>/test_metrics.json."""
+    def evaluate(self, name, weights, test=None):
+        """Hand metrics of ``weights`` on the test set ``test`` (default: the shifted one), cached
+        in <name>/test_metrics.json."""
         path = os.path.join(self.dir, name, "test_metrics.json")
         if os.path.isfile(path):
             with open(path) as f:
                 return json.load(f)
-        logger.info(f"seed {self.seed}: evaluating {name} on {self.test}")
+        test = test or self.test
+        logger.info(f"seed {self.seed}: evaluating {name} on {test}")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         out = os.path.join(self.dir, name, "inference")
-        cfg = self.cfg("MODEL.WEIGHTS", weights, "OUTPUT_DIR", out)
+        cfg = self.cfg("MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, "DATASETS.TEST", f"('{test}',)")
         model = HandObjectTrainer.build_model(cfg)
         DetectionCheckpointer(model).load(weights)
         results = HandObjectTrainer.test(cfg, model)
@@ -241,6 +271,10 @@ class Experiment:
         self.make_data()
         teacher = a.teacher_weights or self.train("teacher", a.teacher_iters)
         record("teacher", self.evaluate("teacher", teacher))
+        if a.shift_breakdown:
+            for domain in BREAKDOWN_DOMAINS:
+                name = f"teacher_on_{domain}"
+                record(name, self.evaluate(name, teacher, self.breakdown_test(domain)))
         for mode in MODES:
             pseudo = self.pseudo_labels(mode, teacher)
             record(f"pseudo_{mode}", pseudo)
@@ -368,6 +402,15 @@ def pseudo_label_errors(out, shifted_root):
     return out
 
 
+def same_experiment(previous, settings):
+    """Whether the settings of a results.json (``previous``) and ``settings`` (the arguments but
+    --output, as JSON) describe one experiment: equal but for FREE_SETTINGS, an option missing
+    from ``previous`` (added to the tool since) counting with its default."""
+    defaults = {k: v for k, v in vars(parse_args(["--output", "-"])).items() if k != "output"}
+    free = dict.fromkeys(FREE_SETTINGS)
+    return {**json.loads(json.dumps(defaults)), **previous, **free} == {**settings, **free}
+
+
 def summarize(seeds):
     """Mean, sample std and count over seeds of every model's metrics."""
     summary = {}
@@ -393,14 +436,27 @@ def markdown_table(results):
         "AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) |",
         "|---|---|---|---|---|---|",
     ]
-    for model, stats in results["summary"].items():
-        if stats is None:
-            continue
+
+    def row(label, model):
+        stats = results["summary"][model]
         cells = [f"{stats[m]['mean']:.2f} ± {stats[m]['std']:.2f}" for m in METRICS]
         per_seed = ", ".join(
             f"{seeds[s][model]['PA_MPJPE_mm']:.2f}" if seeds[s].get(model) else "-" for s in seeds
         )
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {per_seed} |")
+        return f"| {label} | " + " | ".join(cells) + f" | {per_seed} |"
+
+    breakdown = [f"teacher_on_{domain}" for domain in BREAKDOWN_DOMAINS]
+    for model, stats in results["summary"].items():
+        if stats is not None and model not in breakdown:
+            lines.append(row(model, model))
+    if any(results["summary"].get(model) for model in breakdown):
+        lines += ["", "| teacher, test set of domain | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | "
+                  "MPJPE (mm) | AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        target = results["settings"]["target_domain"]
+        for domain, model in zip(BREAKDOWN_DOMAINS + (target,), breakdown + ["teacher"]):
+            if results["summary"].get(model):
+                lines.append(row(domain, model))
     lines += ["", "| pseudo-labels | frames | with a pair | kept | PA-MPJPE kept (mm) | "
               "PA-MPJPE all predicted (mm) | Spearman, 2D-3D residual vs MPJPE / PA-MPJPE |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -435,8 +491,7 @@ def main(argv=None):
     if os.path.isfile(path):  # resume: finished stages are reused, so the settings must match
         with open(path) as f:
             previous = json.load(f)
-        free = {"seeds": None, "threads": None, "control": None}  # may change between runs
-        if {**previous["settings"], **free} != {**settings, **free}:
+        if not same_experiment(previous["settings"], settings):
             sys.exit(
                 f"error: {args.output} holds an experiment with other settings "
                 f"({previous['settings']}); choose another --output"

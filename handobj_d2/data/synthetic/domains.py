@@ -2,10 +2,12 @@
 
 A domain fixes the background families, the lighting ranges, the hand-shape (betas) range and
 the skin tones. The semi-supervised experiment uses a labeled train set in one domain and
-unlabeled videos plus a labeled evaluation set in another (``--domain shifted``).
+unlabeled videos plus a labeled evaluation set in another (``--domain shifted``);
+``shifted_appearance`` and ``shifted_shape`` each take one half of that shift, to measure what
+each costs a model.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -71,3 +73,13 @@ register_domain(
         skin_tones=((0.66, 0.46, 0.34), (0.55, 0.38, 0.27), (0.76, 0.56, 0.42)),
     )
 )
+# The two halves of the shift: its backgrounds, lights and skin with the default hand shapes, and
+# the default scenes with its hand shapes.
+register_domain(
+    replace(SYNTHETIC_DOMAINS["shifted"], name="shifted_appearance",
+            betas=SYNTHETIC_DOMAINS["default"].betas)
+)  # fmt: skip
+register_domain(
+    replace(SYNTHETIC_DOMAINS["default"], name="shifted_shape",
+            betas=SYNTHETIC_DOMAINS["shifted"].betas)
+)  # fmt: skip
