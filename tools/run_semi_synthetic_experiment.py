@@ -50,11 +50,13 @@ from detectron2.utils.logger import setup_logger
 from scipy.stats import spearmanr
 
 import handobj_d2  # noqa: F401  (registers models and datasets)
+from handobj_d2.constants import HAND_CLASS
 from handobj_d2.data.datasets.ho3d import register_ho3d
 from handobj_d2.data.synthetic import SUMMARY_FILE, SYNTHETIC_DOMAINS, generate_dataset
 from handobj_d2.data.video import find_videos
 from handobj_d2.engine import HandObjectConfigError, HandObjectTrainer, setup_cfg
-from handobj_d2.evaluation.metrics import point_distances, procrustes_align
+from handobj_d2.evaluation.hand_evaluator import annotation_of
+from handobj_d2.evaluation.metrics import point_distances, procrustes_align, root_relative
 from handobj_d2.geometry import HO3D_TO_MANOPTH, opengl_to_opencv, points_to_box, project_points
 from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator, write_atomically
 from handobj_d2.semi.teacher import build_teacher
@@ -224,22 +226,24 @@ class Experiment:
         return weights
 
     def evaluate(self, name, weights, test=None):
-        """Hand metrics of ``weights`` on the test set ``test`` (default: the shifted one), cached
-        in <name>/test_metrics.json."""
+        """Hand metrics of ``weights`` on the test set ``test`` (default: the shifted one) and,
+        under "per_frame", every frame's MPJPE and PA-MPJPE (mm); cached in
+        <name>/test_metrics.json (predictions: <name>/inference/<test>/pred.json)."""
         path = os.path.join(self.dir, name, "test_metrics.json")
         if os.path.isfile(path):
             with open(path) as f:
                 return json.load(f)
         test = test or self.test
         logger.info(f"seed {self.seed}: evaluating {name} on {test}")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        out = os.path.join(self.dir, name, "inference")
+        out = os.path.join(self.dir, name)
         cfg = self.cfg("MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, "DATASETS.TEST", f"('{test}',)")
         model = HandObjectTrainer.build_model(cfg)
         DetectionCheckpointer(model).load(weights)
         results = HandObjectTrainer.test(cfg, model)
         metrics = {key: results["hand"][key] for key in METRICS}
-        write_atomically(path, json.dumps(metrics, indent=2))
+        pred = os.path.join(out, "inference", test, "pred.json")
+        metrics["per_frame"] = per_frame_errors(pred, DatasetCatalog.get(test))
+        write_atomically(path, json.dumps(metrics))
         return metrics
 
     def pseudo_labels(self, mode, teacher_weights):
@@ -270,11 +274,18 @@ class Experiment:
         a = self.args
         self.make_data()
         teacher = a.teacher_weights or self.train("teacher", a.teacher_iters)
-        record("teacher", self.evaluate("teacher", teacher))
+        teacher_metrics = self.evaluate("teacher", teacher)
+        record("teacher", _without_frames(teacher_metrics))
         if a.shift_breakdown:
             for domain in BREAKDOWN_DOMAINS:
                 name = f"teacher_on_{domain}"
-                record(name, self.evaluate(name, teacher, self.breakdown_test(domain)))
+                test = self.breakdown_test(domain)
+                record(name, _without_frames(self.evaluate(name, teacher, test)))
+
+        def against_teacher(name, weights):
+            metrics = self.evaluate(name, weights)
+            return {**_without_frames(metrics), **paired_difference(metrics, teacher_metrics)}
+
         for mode in MODES:
             pseudo = self.pseudo_labels(mode, teacher)
             record(f"pseudo_{mode}", pseudo)
@@ -288,10 +299,10 @@ class Experiment:
                 name, a.student_iters, "MODEL.WEIGHTS", teacher,
                 "SEMI.PSEUDO_LABEL_FILES", f"('{labels}',)",
             )  # fmt: skip
-            record(name, self.evaluate(name, weights))
+            record(name, against_teacher(name, weights))
         if a.control:
             weights = self.train("teacher_continued", a.student_iters, "MODEL.WEIGHTS", teacher)
-            record("teacher_continued", self.evaluate("teacher_continued", weights))
+            record("teacher_continued", against_teacher("teacher_continued", weights))
             labels = self.oracle_labels()
             if labels is None:
                 record("student_oracle", None)
@@ -300,7 +311,7 @@ class Experiment:
                 "student_oracle", a.student_iters, "MODEL.WEIGHTS", teacher,
                 "SEMI.PSEUDO_LABEL_FILES", f"('{labels}',)",
             )  # fmt: skip
-            record("student_oracle", self.evaluate("student_oracle", weights))
+            record("student_oracle", against_teacher("student_oracle", weights))
 
     def oracle_labels(self):
         """The distillation pseudo-labels (every frame with a pair) with the teacher's 2D and 3D
@@ -402,6 +413,39 @@ def pseudo_label_errors(out, shifted_root):
     return out
 
 
+def per_frame_errors(pred_json, records):
+    """Every frame's MPJPE and PA-MPJPE (mm) of a HandPoseEvaluator ``pred.json`` (the HO3D
+    challenge's format: joints (N, 21, 3) in HO3D's order, camera frame with OpenGL axes, one per
+    record) against the root-relative 3D hand joints of ``records`` (dataset dicts, in order)."""
+    with open(pred_json) as f:
+        joints = opengl_to_opencv(np.asarray(json.load(f)[0], dtype=np.float64))[:, HO3D_TO_MANOPTH]
+    truth = np.stack([annotation_of(r, HAND_CLASS)["joints3d"] for r in records]).astype(np.float64)
+    pred, truth = root_relative(joints), root_relative(truth)
+    aligned = procrustes_align(pred, truth)
+    return {
+        "MPJPE_mm": (point_distances(pred, truth).mean(1) * 1000).tolist(),
+        "PA_MPJPE_mm": (point_distances(aligned, truth).mean(1) * 1000).tolist(),
+    }
+
+
+def paired_difference(metrics, teacher):
+    """Model minus teacher on the same test frames, from both ``evaluate`` results:
+    {"<metric>_vs_teacher": {"mean", "se", "n"}} for MPJPE and PA-MPJPE (mm; se: the standard error
+    of the mean per-frame difference). Empty when either lacks per-frame errors."""
+    if "per_frame" not in metrics or "per_frame" not in teacher:
+        return {}
+    out = {}
+    for metric in ("MPJPE_mm", "PA_MPJPE_mm"):
+        diff = np.subtract(metrics["per_frame"][metric], teacher["per_frame"][metric])
+        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        out[f"{metric}_vs_teacher"] = {"mean": float(diff.mean()), "se": float(se), "n": len(diff)}
+    return out
+
+
+def _without_frames(metrics):
+    return {key: value for key, value in metrics.items() if key != "per_frame"}
+
+
 def same_experiment(previous, settings):
     """Whether the settings of a results.json (``previous``) and ``settings`` (the arguments but
     --output, as JSON) describe one experiment: equal but for FREE_SETTINGS, an option missing
@@ -429,26 +473,32 @@ def summarize(seeds):
 
 
 def markdown_table(results):
-    """The results as a Markdown table (mean +- sample std over seeds, then per seed)."""
+    """The results as Markdown tables (mean +- sample std over seeds, then per seed; for the
+    students and controls also their per-frame PA-MPJPE difference to the teacher, per seed,
+    +- its standard error)."""
     seeds = results["seeds"]
     lines = [
         "| model (shifted-domain test set) | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | MPJPE (mm) | "
-        "AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) |",
-        "|---|---|---|---|---|---|",
+        "AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) | per-seed PA-MPJPE - teacher (mm) |",
+        "|---|---|---|---|---|---|---|",
     ]
 
-    def row(label, model):
+    def row(label, model, versus=None):  # versus: the column against the teacher (None: none)
         stats = results["summary"][model]
         cells = [f"{stats[m]['mean']:.2f} ± {stats[m]['std']:.2f}" for m in METRICS]
-        per_seed = ", ".join(
-            f"{seeds[s][model]['PA_MPJPE_mm']:.2f}" if seeds[s].get(model) else "-" for s in seeds
-        )
-        return f"| {label} | " + " | ".join(cells) + f" | {per_seed} |"
+        per_seed = [seeds[s].get(model) or {} for s in seeds]
+        cells.append(", ".join(f"{r['PA_MPJPE_mm']:.2f}" if r else "-" for r in per_seed))
+        if versus is not None:
+            diffs = [r.get("PA_MPJPE_mm_vs_teacher") if versus else None for r in per_seed]
+            cells.append(
+                ", ".join(f"{d['mean']:+.2f} ± {d['se']:.2f}" if d else "-" for d in diffs)
+            )
+        return f"| {label} | " + " | ".join(cells) + " |"
 
     breakdown = [f"teacher_on_{domain}" for domain in BREAKDOWN_DOMAINS]
     for model, stats in results["summary"].items():
         if stats is not None and model not in breakdown:
-            lines.append(row(model, model))
+            lines.append(row(model, model, versus=model != "teacher"))
     if any(results["summary"].get(model) for model in breakdown):
         lines += ["", "| teacher, test set of domain | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | "
                   "MPJPE (mm) | AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) |",
