@@ -587,10 +587,12 @@ def test_results_table_lists_the_shift_breakdown_apart_from_the_models():
               "teacher_on_shifted_appearance": metrics(9.0),
               "teacher_on_shifted_shape": metrics(10.0), "student_filtered": metrics(10.25)},
     }  # fmt: skip
+    seeds["0"]["student_filtered"]["PA_MPJPE_mm_vs_teacher"] = {"mean": -0.25, "se": 0.1, "n": 8}
     results = {"settings": {"target_domain": "shifted"}, "seeds": seeds}
     table = tool.markdown_table({**results, "summary": tool.summarize(seeds)}).splitlines()
-    models = [line.split(" | ")[0][2:] for line in table[2 : table.index("")]]
-    assert models == ["student_filtered", "teacher"]
+    models = [line.split(" | ") for line in table[2 : table.index("")]]
+    assert [row[0][2:] for row in models] == ["student_filtered", "teacher"]
+    assert [row[-1][:-2] for row in models] == ["-0.250 ± 0.100 (-0.25)", "-"]
     start = next(i for i, line in enumerate(table) if line.startswith("| teacher, test set"))
     rows = [line.split(" | ") for line in table[start + 2 : start + 6]]
     assert [(row[0][2:], row[-1][:-2]) for row in rows] == [
@@ -656,3 +658,40 @@ def test_paired_difference_to_the_teacher_is_mean_and_standard_error_per_frame()
         "mean": 1.5, "se": pytest.approx((5 / 3) ** 0.5 / 2), "n": 4}  # fmt: skip
     assert diff["MPJPE_mm_vs_teacher"] == {"mean": -1.0, "se": 0.0, "n": 4}
     assert tool.paired_difference({"PA_MPJPE_mm": 1.0}, teacher) == {}  # an older result
+
+
+def test_paired_differences_pool_over_the_frames_of_all_seeds():
+    tool = _experiment_tool()
+    # seed A: differences 0, 2 (mean 1, se 1); seed B: 4, 4, 4 (mean 4, se 0). All five frames:
+    # mean 2.8, sample variance (2.8^2 + 0.8^2 + 3 x 1.2^2) / 4 = 3.2, standard error sqrt(3.2 / 5)
+    pooled = tool.pooled_difference(
+        [{"mean": 1.0, "se": 1.0, "n": 2}, {"mean": 4.0, "se": 0.0, "n": 3}]
+    )
+    assert pooled == {"mean": pytest.approx(2.8), "se": pytest.approx(0.8), "n": 5}
+
+
+def test_students_are_compared_frame_by_frame_with_the_teacher_and_the_baseline(tmp_path):
+    tool = _experiment_tool()
+    given = tmp_path / "teacher.pth"
+    given.write_bytes(b"")
+    args = tool.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
+    experiment = tool.Experiment(args, seed=0)
+    pa = {"teacher": [10.0, 12.0], "student_distillation": [9.0, 12.0],
+          "student_filtered": [9.0, 10.0]}  # fmt: skip
+    experiment.make_data = lambda: None
+    experiment.train = lambda name, iters, *opts: name
+    experiment.evaluate = lambda name, weights: {
+        "PA_MPJPE_mm": float(np.mean(pa[name])),
+        "per_frame": {"MPJPE_mm": [50.0, 50.0], "PA_MPJPE_mm": pa[name]},
+    }
+    experiment.pseudo_labels = lambda mode, weights: {"kept": 1}
+    records = {}
+    experiment.run(records.__setitem__)
+    assert "per_frame" not in records["teacher"]
+    assert records["student_distillation"]["PA_MPJPE_mm_vs_teacher"] == {
+        "mean": -0.5, "se": pytest.approx(0.5), "n": 2}  # fmt: skip
+    assert "PA_MPJPE_mm_vs_student_distillation" not in records["student_distillation"]
+    assert records["student_filtered"]["PA_MPJPE_mm_vs_teacher"]["mean"] == -1.5
+    assert records["student_filtered"]["PA_MPJPE_mm_vs_student_distillation"] == {
+        "mean": -1.0, "se": pytest.approx(1.0), "n": 2}  # fmt: skip
+    assert records["student_filtered"]["MPJPE_mm_vs_teacher"]["mean"] == 0.0

@@ -67,6 +67,9 @@ MODES = ("distillation", "filtered")
 METRICS = ("PA_MPJPE_mm", "PA_AUC", "MPJPE_mm", "AUC")
 # --shift-breakdown: the teacher also on test sets of its own domain and of each half of the shift
 BREAKDOWN_DOMAINS = ("default", "shifted_appearance", "shifted_shape")
+# paired differences of each model's per-frame errors: to the teacher, and for the filtered
+# student also to the distillation student (the paper's baseline)
+PAIRED_REFERENCES = {"student_filtered": ("teacher", "student_distillation")}
 FREE_SETTINGS = ("seeds", "threads", "control", "shift_breakdown")  # may change on resuming
 CONSISTENCY_SCORES = ("residual_2d3d", "temporal_distance", "shape_deviation")  # filters.py
 FINAL_WEIGHTS = "model_final.pth"
@@ -282,9 +285,15 @@ class Experiment:
                 test = self.breakdown_test(domain)
                 record(name, _without_frames(self.evaluate(name, teacher, test)))
 
-        def against_teacher(name, weights):
-            metrics = self.evaluate(name, weights)
-            return {**_without_frames(metrics), **paired_difference(metrics, teacher_metrics)}
+        evaluated = {"teacher": teacher_metrics}
+
+        def compared(name, weights):
+            metrics = evaluated[name] = self.evaluate(name, weights)
+            out = _without_frames(metrics)
+            for reference in PAIRED_REFERENCES.get(name, ("teacher",)):
+                if reference in evaluated:
+                    out.update(paired_difference(metrics, evaluated[reference], reference))
+            return out
 
         for mode in MODES:
             pseudo = self.pseudo_labels(mode, teacher)
@@ -299,10 +308,10 @@ class Experiment:
                 name, a.student_iters, "MODEL.WEIGHTS", teacher,
                 "SEMI.PSEUDO_LABEL_FILES", f"('{labels}',)",
             )  # fmt: skip
-            record(name, against_teacher(name, weights))
+            record(name, compared(name, weights))
         if a.control:
             weights = self.train("teacher_continued", a.student_iters, "MODEL.WEIGHTS", teacher)
-            record("teacher_continued", against_teacher("teacher_continued", weights))
+            record("teacher_continued", compared("teacher_continued", weights))
             labels = self.oracle_labels()
             if labels is None:
                 record("student_oracle", None)
@@ -311,7 +320,7 @@ class Experiment:
                 "student_oracle", a.student_iters, "MODEL.WEIGHTS", teacher,
                 "SEMI.PSEUDO_LABEL_FILES", f"('{labels}',)",
             )  # fmt: skip
-            record("student_oracle", against_teacher("student_oracle", weights))
+            record("student_oracle", compared("student_oracle", weights))
 
     def oracle_labels(self):
         """The distillation pseudo-labels (every frame with a pair) with the teacher's 2D and 3D
@@ -428,18 +437,34 @@ def per_frame_errors(pred_json, records):
     }
 
 
-def paired_difference(metrics, teacher):
-    """Model minus teacher on the same test frames, from both ``evaluate`` results:
-    {"<metric>_vs_teacher": {"mean", "se", "n"}} for MPJPE and PA-MPJPE (mm; se: the standard error
-    of the mean per-frame difference). Empty when either lacks per-frame errors."""
-    if "per_frame" not in metrics or "per_frame" not in teacher:
+def paired_difference(metrics, reference, reference_name="teacher"):
+    """A model minus a reference model on the same test frames, from both ``evaluate`` results:
+    {"<metric>_vs_<reference_name>": {"mean", "se", "n"}} for MPJPE and PA-MPJPE (mm; se: the
+    standard error of the mean per-frame difference). Empty when either lacks per-frame errors."""
+    if "per_frame" not in metrics or "per_frame" not in reference:
         return {}
     out = {}
     for metric in ("MPJPE_mm", "PA_MPJPE_mm"):
-        diff = np.subtract(metrics["per_frame"][metric], teacher["per_frame"][metric])
+        diff = np.subtract(metrics["per_frame"][metric], reference["per_frame"][metric])
         se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-        out[f"{metric}_vs_teacher"] = {"mean": float(diff.mean()), "se": float(se), "n": len(diff)}
+        out[f"{metric}_vs_{reference_name}"] = {
+            "mean": float(diff.mean()), "se": float(se), "n": len(diff)}  # fmt: skip
     return out
+
+
+def pooled_difference(per_seed):
+    """One paired difference over the frames of all seeds from the per-seed ones ({"mean", "se",
+    "n"} each, ``paired_difference``): the mean and standard error of all the differences."""
+    n = np.array([d["n"] for d in per_seed], dtype=float)
+    means = np.array([d["mean"] for d in per_seed])
+    stds = np.array([d["se"] for d in per_seed]) * np.sqrt(n)
+    mean = float((n * means).sum() / n.sum())
+    squares = ((n - 1) * stds**2).sum() + (n * (means - mean) ** 2).sum()
+    return {
+        "mean": mean,
+        "se": float(np.sqrt(squares / (n.sum() - 1) / n.sum())),
+        "n": int(n.sum()),
+    }
 
 
 def _without_frames(metrics):
@@ -456,7 +481,8 @@ def same_experiment(previous, settings):
 
 
 def summarize(seeds):
-    """Mean, sample std and count over seeds of every model's metrics."""
+    """Mean, sample std and count over seeds of every model's metrics; its paired differences to
+    other models pooled over all seeds' frames (``pooled_difference``)."""
     summary = {}
     models = sorted({m for s in seeds.values() for m in s if not m.startswith("pseudo_")})
     for model in models:
@@ -469,19 +495,31 @@ def summarize(seeds):
             }
             for metric in METRICS
         } if rows else None  # fmt: skip
+        for key in sorted({key for r in rows for key in r if "_vs_" in key}):
+            summary[model][key] = pooled_difference([r[key] for r in rows if key in r])
     return summary
 
 
 def markdown_table(results):
-    """The results as Markdown tables (mean +- sample std over seeds, then per seed; for the
-    students and controls also their per-frame PA-MPJPE difference to the teacher, per seed,
-    +- its standard error)."""
+    """The results as Markdown tables: mean +- sample std over seeds and the per-seed values; for
+    the students and controls also their paired PA-MPJPE difference to the teacher over all
+    seeds' test frames +- its standard error (per seed in brackets), and the filtered student's
+    to the distillation student below the table."""
     seeds = results["seeds"]
     lines = [
         "| model (shifted-domain test set) | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | MPJPE (mm) | "
-        "AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) | per-seed PA-MPJPE - teacher (mm) |",
+        "AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) | PA-MPJPE - teacher, paired (mm) |",
         "|---|---|---|---|---|---|---|",
     ]
+
+    def difference(model, reference):
+        key = f"PA_MPJPE_mm_vs_{reference}"
+        pooled = results["summary"][model].get(key)
+        if pooled is None:
+            return "-"
+        per_seed = [(seeds[s].get(model) or {}).get(key) for s in seeds]
+        per_seed = ", ".join(f"{d['mean']:+.2f}" if d else "-" for d in per_seed)
+        return f"{pooled['mean']:+.3f} ± {pooled['se']:.3f} ({per_seed})"
 
     def row(label, model, versus=None):  # versus: the column against the teacher (None: none)
         stats = results["summary"][model]
@@ -489,16 +527,16 @@ def markdown_table(results):
         per_seed = [seeds[s].get(model) or {} for s in seeds]
         cells.append(", ".join(f"{r['PA_MPJPE_mm']:.2f}" if r else "-" for r in per_seed))
         if versus is not None:
-            diffs = [r.get("PA_MPJPE_mm_vs_teacher") if versus else None for r in per_seed]
-            cells.append(
-                ", ".join(f"{d['mean']:+.2f} ± {d['se']:.2f}" if d else "-" for d in diffs)
-            )
+            cells.append(difference(model, "teacher") if versus else "-")
         return f"| {label} | " + " | ".join(cells) + " |"
 
     breakdown = [f"teacher_on_{domain}" for domain in BREAKDOWN_DOMAINS]
     for model, stats in results["summary"].items():
         if stats is not None and model not in breakdown:
             lines.append(row(model, model, versus=model != "teacher"))
+    if results["summary"].get("student_filtered"):
+        versus = difference("student_filtered", "student_distillation")
+        lines += ["", f"Filtered minus distillation student, paired PA-MPJPE (mm): {versus}"]
     if any(results["summary"].get(model) for model in breakdown):
         lines += ["", "| teacher, test set of domain | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | "
                   "MPJPE (mm) | AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) |",
