@@ -25,9 +25,11 @@ Per seed (every stage is skipped when its output exists, so a rerun resumes):
 5. evaluation of teacher and students on the shifted test set (HandPoseEvaluator), and with
    --shift-breakdown of the teacher on the breakdown test sets.
 
-Writes DIR/results.json (per seed and model: PA_MPJPE_mm, PA_AUC, MPJPE_mm, AUC; pseudo-label
-counts and their errors against the videos' ground truth; mean and sample std over seeds) after
-every evaluation, atomically, and DIR/results.md (the table). Trailing KEY VALUE pairs override
+Writes DIR/results.json (per seed and model: PA_MPJPE_mm, PA_AUC, MPJPE_mm, AUC, and the paired
+per-frame differences to the teacher, for the filtered student also to the distillation student;
+pseudo-label counts and their errors against the videos' ground truth; mean and sample std over
+seeds, differences pooled over all seeds' frames) after every evaluation, atomically, and
+DIR/results.md (the tables). Trailing KEY VALUE pairs override
 the config of every stage. Layout: DIR/seed_<k>/{data/labeled, data/shifted, data/test_<domain>,
 teacher, teacher_on_<domain>, pseudo_<mode>, student_<mode>, teacher_continued, student_oracle}.
 """
@@ -239,6 +241,7 @@ class Experiment:
         test = test or self.test
         logger.info(f"seed {self.seed}: evaluating {name} on {test}")
         out = os.path.join(self.dir, name)
+        os.makedirs(out, exist_ok=True)
         cfg = self.cfg("MODEL.WEIGHTS", weights, "OUTPUT_DIR", out, "DATASETS.TEST", f"('{test}',)")
         model = HandObjectTrainer.build_model(cfg)
         DetectionCheckpointer(model).load(weights)
