@@ -218,6 +218,12 @@ def test_hand_metrics_pred_json_and_object_metrics(dataset, hand_layer, tmp_path
     assert "1 of 5 images have no hand prediction" in caplog.text
     print_csv_format(results)  # Detectron2's printing of flat float dicts
 
+    # Per-frame errors of the four images with 3D joints, in dataset order: 10 mm off, PA 0.
+    per_frame = json.loads((tmp_path / "hand_per_frame.json").read_text())
+    assert per_frame["image_id"] == [r["image_id"] for r in records[:4]]
+    assert per_frame["MPJPE_mm"] == pytest.approx([10.0] * 4, abs=1e-4)
+    assert max(per_frame["PA_MPJPE_mm"]) < 1e-3
+
     # pred.json: dataset order, root placed back, OpenGL frame, HO3D joint order, metres.
     joints, vertices = json.loads((tmp_path / "pred.json").read_text())
     assert len(joints) == len(vertices) == 5

@@ -52,13 +52,12 @@ from detectron2.utils.logger import setup_logger
 from scipy.stats import spearmanr
 
 import handobj_d2  # noqa: F401  (registers models and datasets)
-from handobj_d2.constants import HAND_CLASS
 from handobj_d2.data.datasets.ho3d import register_ho3d
 from handobj_d2.data.synthetic import SUMMARY_FILE, SYNTHETIC_DOMAINS, generate_dataset
 from handobj_d2.data.video import find_videos
 from handobj_d2.engine import HandObjectConfigError, HandObjectTrainer, setup_cfg
-from handobj_d2.evaluation.hand_evaluator import annotation_of
-from handobj_d2.evaluation.metrics import point_distances, procrustes_align, root_relative
+from handobj_d2.evaluation.hand_evaluator import PER_FRAME_FILE
+from handobj_d2.evaluation.metrics import point_distances, procrustes_align
 from handobj_d2.geometry import HO3D_TO_MANOPTH, opengl_to_opencv, points_to_box, project_points
 from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator, write_atomically
 from handobj_d2.semi.teacher import build_teacher
@@ -233,7 +232,7 @@ class Experiment:
     def evaluate(self, name, weights, test=None):
         """Hand metrics of ``weights`` on the test set ``test`` (default: the shifted one) and,
         under "per_frame", every frame's MPJPE and PA-MPJPE (mm); cached in
-        <name>/test_metrics.json (predictions: <name>/inference/<test>/pred.json)."""
+        <name>/test_metrics.json (the evaluator's files: <name>/inference/<test>/)."""
         path = os.path.join(self.dir, name, "test_metrics.json")
         if os.path.isfile(path):
             with open(path) as f:
@@ -247,8 +246,9 @@ class Experiment:
         DetectionCheckpointer(model).load(weights)
         results = HandObjectTrainer.test(cfg, model)
         metrics = {key: results["hand"][key] for key in METRICS}
-        pred = os.path.join(out, "inference", test, "pred.json")
-        metrics["per_frame"] = per_frame_errors(pred, DatasetCatalog.get(test))
+        with open(os.path.join(out, "inference", test, PER_FRAME_FILE)) as f:
+            per_frame = json.load(f)
+        metrics["per_frame"] = {key: per_frame[key] for key in ("MPJPE_mm", "PA_MPJPE_mm")}
         write_atomically(path, json.dumps(metrics))
         return metrics
 
@@ -423,21 +423,6 @@ def pseudo_label_errors(out, shifted_root):
             rho = spearmanr(values[scored], per_frame[scored, column]).statistic
             out[f"spearman_{name}_vs_{error}"] = float(rho)
     return out
-
-
-def per_frame_errors(pred_json, records):
-    """Every frame's MPJPE and PA-MPJPE (mm) of a HandPoseEvaluator ``pred.json`` (the HO3D
-    challenge's format: joints (N, 21, 3) in HO3D's order, camera frame with OpenGL axes, one per
-    record) against the root-relative 3D hand joints of ``records`` (dataset dicts, in order)."""
-    with open(pred_json) as f:
-        joints = opengl_to_opencv(np.asarray(json.load(f)[0], dtype=np.float64))[:, HO3D_TO_MANOPTH]
-    truth = np.stack([annotation_of(r, HAND_CLASS)["joints3d"] for r in records]).astype(np.float64)
-    pred, truth = root_relative(joints), root_relative(truth)
-    aligned = procrustes_align(pred, truth)
-    return {
-        "MPJPE_mm": (point_distances(pred, truth).mean(1) * 1000).tolist(),
-        "PA_MPJPE_mm": (point_distances(aligned, truth).mean(1) * 1000).tolist(),
-    }
 
 
 def paired_difference(metrics, reference, reference_name="teacher"):

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 # pred.json coordinates are rounded to micrometres (the file is about 3x smaller).
 PRED_JSON_DECIMALS = 6
+# Per-frame joint errors, for paired comparisons of models on the same frames.
+PER_FRAME_FILE = "hand_per_frame.json"
 
 
 def gather_per_image(predictions, distributed=True):
@@ -89,6 +91,8 @@ class HandPoseEvaluator(DatasetEvaluator):
     ``PA_MPVPE_mm``, ``PA_mesh_AUC``, ``F5`` and ``F15`` (F-scores of aligned meshes at 5 and
     15 mm). AUCs over 0-5 cm and F-scores are in percent. A missed image counts in the 3D
     metrics with all its points at the wrist; the 2D error covers images with a prediction.
+    With ``output_dir`` it also writes each of those images' errors to ``hand_per_frame.json``:
+    ``{"image_id": [...], "MPJPE_mm": [...], "PA_MPJPE_mm": [...]}`` in dataset order.
     """
 
     def __init__(
@@ -140,7 +144,11 @@ class HandPoseEvaluator(DatasetEvaluator):
             )  # fmt: skip
         if self._output_dir and self._write_pred_json:
             self._write_challenge_file(records, predictions)
-        metrics = self._metrics(records, predictions)
+        metrics, per_frame = self._metrics(records, predictions)
+        if self._output_dir and per_frame:
+            os.makedirs(self._output_dir, exist_ok=True)
+            with open(os.path.join(self._output_dir, PER_FRAME_FILE), "w") as f:
+                json.dump(per_frame, f)
         if not metrics:
             logger.info("%s: no 3D hand ground truth; wrote pred.json only", self._dataset_name)
             return {}
@@ -168,7 +176,9 @@ class HandPoseEvaluator(DatasetEvaluator):
         logger.info("Wrote %d hand predictions (HO3D challenge format) to %s", len(records), path)
 
     def _metrics(self, records, predictions):
+        """(metrics dict, per-frame joint errors dict or None when no image has 3D joints)."""
         gt_joints, pred_joints, gt_2d, pred_2d, mano, pred_vertices = [], [], [], [], [], []
+        image_ids = []
         for record in records:
             annotation = annotation_of(record, HAND_CLASS)
             image_id = record["image_id"]
@@ -178,6 +188,7 @@ class HandPoseEvaluator(DatasetEvaluator):
                 continue  # not part of this evaluation run
             prediction = predictions[image_id] or {}
             joints, vertices = prediction.get("joints3d"), prediction.get("vertices")
+            image_ids.append(image_id)
             gt_joints.append(root_relative(np.asarray(annotation["joints3d"], np.float64)))
             pred_joints.append(np.zeros((NUM_JOINTS, 3)) if joints is None else joints)
             if annotation.get("joints2d") is not None and prediction.get("joints2d") is not None:
@@ -194,12 +205,16 @@ class HandPoseEvaluator(DatasetEvaluator):
             missed = vertices is None
             pred_vertices.append(np.zeros((NUM_MANO_VERTICES, 3)) if missed else vertices)
         if not gt_joints:
-            return {}
+            return {}, None
         gt_joints, pred_joints = np.stack(gt_joints), np.stack(pred_joints).astype(np.float64)
-        raw = keypoint_summary(point_distances(pred_joints, gt_joints))
-        aligned = keypoint_summary(
-            point_distances(procrustes_align(pred_joints, gt_joints), gt_joints)
-        )
+        raw_distances = point_distances(pred_joints, gt_joints)
+        aligned_distances = point_distances(procrustes_align(pred_joints, gt_joints), gt_joints)
+        raw, aligned = keypoint_summary(raw_distances), keypoint_summary(aligned_distances)
+        per_frame = {
+            "image_id": image_ids,
+            "MPJPE_mm": (raw_distances.mean(1) * 1000).tolist(),
+            "PA_MPJPE_mm": (aligned_distances.mean(1) * 1000).tolist(),
+        }
         results = {
             "MPJPE_mm": raw["mean"] * 1000,
             "PA_MPJPE_mm": aligned["mean"] * 1000,
@@ -221,7 +236,7 @@ class HandPoseEvaluator(DatasetEvaluator):
                 F5=float(fscore[0] * 100),
                 F15=float(fscore[1] * 100),
             )
-        return {key: float(value) for key, value in results.items()}
+        return {key: float(value) for key, value in results.items()}, per_frame
 
     @torch.no_grad()
     def _gt_vertices(self, mano, batch_size=256):
