@@ -13,24 +13,20 @@ def add_handobj_config(cfg):
     """Add the hand-object keys to a Detectron2 config (in place) and return it."""
     _C = cfg
 
-    _C.MODEL.META_ARCHITECTURE = "HandObjectRCNN"
-    _C.MODEL.ROI_HEADS.NAME = "HandObjectROIHeads"
-    # Class ids of the two detected categories.
-    _C.MODEL.ROI_HEADS.NUM_CLASSES = 2
-
+    # The model itself (MODEL.META_ARCHITECTURE "HandObjectRCNN", MODEL.ROI_HEADS.NAME
+    # "HandObjectROIHeads", two classes) is chosen in configs/Base-HandObject-RCNN.yaml.
     _C.MODEL.HANDOBJ = CN()
-    # Feature map the pose heads pool from (SPEC: only P2, stride 4).
+    # Feature map the pose heads pool from (P2, stride 4).
     _C.MODEL.HANDOBJ.IN_FEATURE = "p2"
     _C.MODEL.HANDOBJ.POOLER_RESOLUTION = 32
     _C.MODEL.HANDOBJ.POOLER_SAMPLING_RATIO = 2
     _C.MODEL.HANDOBJ.POOLER_TYPE = "ROIAlignV2"
     # Where the pose heads get their boxes at inference: "given" (benchmark protocol, boxes come
-    # with the input) or "detected" (the best hand and the object it interacts with most).
+    # with the input) or "detected" (the best hand and the object it interacts with most among
+    # the detections above MODEL.ROI_HEADS.SCORE_THRESH_TEST).
     _C.MODEL.HANDOBJ.INFERENCE_BOXES = "given"
     # Train the RPN + box head (hand/object detector) together with the pose heads.
     _C.MODEL.HANDOBJ.DETECTOR_ON = True
-    # Minimum detection score for a hand / object to be used in "detected" mode.
-    _C.MODEL.HANDOBJ.DETECTION_SCORE_THRESH = 0.05
     # Turn every BatchNorm2d of the model (backbone, FPN, heads) into FrozenBatchNorm2d: the
     # statistics and affine parameters of MODEL.WEIGHTS stay fixed. For fine-tuning with batches
     # much smaller than the checkpoint's (e.g. a student on a CPU from a teacher trained on a GPU),
@@ -39,14 +35,16 @@ def add_handobj_config(cfg):
 
     # Contextual reasoning between object (query) and intersection (key) features.
     _C.MODEL.HANDOBJ.CR = CN()
-    _C.MODEL.HANDOBJ.CR.NAME = "transformer"  # "transformer" | "nonlocal" | "none"
+    # A class in CONTEXTUAL_REASONING_REGISTRY or its short name: "transformer" | "nonlocal" | "none"
+    _C.MODEL.HANDOBJ.CR.NAME = "transformer"
     _C.MODEL.HANDOBJ.CR.REDUCED_CHANNELS = 128  # nonlocal: query/key/embedding width
     _C.MODEL.HANDOBJ.CR.NUM_HEADS = 1  # transformer
     _C.MODEL.HANDOBJ.CR.MLP_RATIO = 4  # transformer
     _C.MODEL.HANDOBJ.CR.DEPTH = 1  # transformer
 
     _C.MODEL.HANDOBJ.HAND = CN()
-    _C.MODEL.HANDOBJ.HAND.NUM_JOINTS = 21
+    # Hand decoder (modeling/hand_head.py HAND_HEAD_REGISTRY).
+    _C.MODEL.HANDOBJ.HAND.NAME = "HandHead"
     _C.MODEL.HANDOBJ.HAND.HOURGLASS_STACKS = 1
     _C.MODEL.HANDOBJ.HAND.HOURGLASS_DEPTH = 4
     _C.MODEL.HANDOBJ.HAND.HOURGLASS_PLANES = 128
@@ -67,7 +65,6 @@ def add_handobj_config(cfg):
     # control point, HOURGLASS_* and CONFIDENCE_RADIUS keys).
     _C.MODEL.HANDOBJ.OBJECT.NAME = "VotingObjectHead"
     _C.MODEL.HANDOBJ.OBJECT.NUM_CONV_BLOCKS = 3
-    _C.MODEL.HANDOBJ.OBJECT.NUM_CONTROL_POINTS = 21
     # A cell's prediction = its centre + OFFSET_SCALE x the predicted offset, in object-box units.
     _C.MODEL.HANDOBJ.OBJECT.OFFSET_SCALE = 0.1
     # Voting: per control point the TOPK most confident cells above CONF_THRESH feed PnP.
@@ -98,9 +95,9 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.LOSS.POSE_REGULARIZER = 1.0
     _C.MODEL.HANDOBJ.LOSS.OBJECT_COORDS = 500.0
     _C.MODEL.HANDOBJ.LOSS.OBJECT_CONFIDENCE = 100.0
-    # HeatmapObjectHead: KL to a Gaussian of HEATMAP_SIGMA cells, L1 of the soft-argmax points.
-    # At 10x these (the hand's 2D weights) the object's gradients in the shared backbone cost
-    # the tiny CPU model's hand half its AUC (make demo: MPJPE 88 vs 54-59 mm, 2D 14 vs 10 px).
+    # HeatmapObjectHead: KL to a Gaussian of HEATMAP_SIGMA cells, L1 of the soft-argmax points
+    # (a tenth of the hand's 2D weights, so that the object's gradients in the shared backbone
+    # do not crowd out the hand's).
     _C.MODEL.HANDOBJ.LOSS.OBJECT_HEATMAP = 1.0
     _C.MODEL.HANDOBJ.LOSS.OBJECT_POINTS = 10.0
 

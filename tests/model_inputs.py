@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from detectron2.structures import Boxes, Instances
 
+from handobj_d2.data.dataset_mapper import hand_object_instances
 from handobj_d2.geometry import axis_angle_to_matrix, box_control_points, project_points
 
 FIXTURE_MANO = "/work/shared/fixtures/mano_format_random_chumpy.pkl"
@@ -54,6 +55,23 @@ def make_sample(hand_layer, rng, height, width, image_id="sample"):
         gt_boxes=Boxes(torch.tensor(np.stack([hand_box, object_box]), dtype=torch.float32)),
         gt_classes=torch.tensor([0, 1]),
     )
+    hand = {
+        "box": hand_box,
+        "joints2d": joints2d,
+        "joints3d": joints3d,
+        "has_joints3d": True,
+        "mano_pose": mano_pose,
+        "mano_shape": mano_shape,
+        "has_mano": True,
+    }
+    obj = {
+        "box": object_box,
+        "control_points2d": points2d,
+        "control_points3d": points3d,
+        "object_R": R,
+        "object_t": t,
+        "has_pose": True,
+    }
     return {
         "image": torch.from_numpy(image),
         "height": height,
@@ -62,24 +80,9 @@ def make_sample(hand_layer, rng, height, width, image_id="sample"):
         "camera_K": K.astype(np.float32),
         "image_to_input": np.eye(3, dtype=np.float32),
         "instances": instances,
-        "hand": {
-            "box": hand_box,
-            "joints2d": joints2d,
-            "joints3d": joints3d,
-            "has_joints3d": True,
-            "mano_pose": mano_pose,
-            "mano_shape": mano_shape,
-            "has_mano": True,
-        },
-        "object": {
-            "box": object_box,
-            "control_points2d": points2d,
-            "control_points3d": points3d,
-            "object_R": R,
-            "object_t": t,
-            "mask": mask,
-            "has_pose": True,
-        },
+        "hand_object": hand_object_instances(
+            (height, width), hand, obj, mask, name=f"record {image_id!r}"
+        ),
         "is_pseudo_label": False,
     }
 

@@ -1,5 +1,5 @@
 """Contextual reasoning variants against direct numpy implementations of their definitions
-(SPEC.md "Model")."""
+(the paper's supplement and the released code)."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ from scipy.special import erf
 from handobj_d2.config import add_handobj_config
 from handobj_d2.modeling.contextual_reasoning import (
     CONTEXTUAL_REASONING_REGISTRY,
+    CR_NAMES,
     NoCR,
     NonLocalCR,
     TransformerCR,
@@ -55,12 +56,14 @@ def _to_map(x):
 
 
 def test_registry_builds_each_variant():
-    assert {"nonlocal", "transformer", "none"} <= {
+    assert {"NonLocalCR", "TransformerCR", "NoCR"} <= {
         name for name, _ in CONTEXTUAL_REASONING_REGISTRY
     }
+    assert set(CR_NAMES) == {"nonlocal", "transformer", "none"}
     assert isinstance(build_contextual_reasoning(_cfg("nonlocal"), C), NonLocalCR)
     assert isinstance(build_contextual_reasoning(_cfg("transformer"), C), TransformerCR)
     assert isinstance(build_contextual_reasoning(_cfg("none"), C), NoCR)
+    assert isinstance(build_contextual_reasoning(_cfg("NonLocalCR"), C), NonLocalCR)
     with pytest.raises(KeyError):
         build_contextual_reasoning(_cfg("attention"), C)
 

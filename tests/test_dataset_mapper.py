@@ -111,24 +111,31 @@ def test_augmentation_keeps_3d_and_2d_consistent(hand_layer):
         record = labeled_record(hand_layer, rng)
         np.random.seed(seed)
         out = train.map(record, image)
-        hand, obj = out["hand"], out["object"]
+        gt = out["hand_object"]
         K_in = out["camera_K"].double().numpy()
-        assert hand["has_mano"] and hand["has_joints3d"] and obj["has_pose"]
-        root = hand["joints3d"][0].double().numpy()
-        joints = hand_joints(hand_layer, hand["mano_pose"], hand["mano_shape"]) + root
-        error = np.linalg.norm(project_points(joints, K_in) - hand["joints2d"].numpy(), axis=1)
+        assert gt.gt_has_mano[0] and gt.gt_has_joints3d[0] and gt.gt_has_object_pose[0]
+        # The rolled root: M = crop @ K Rz K^-1  =>  Rz = K^-1 crop^-1 M K.
+        M = out["image_to_input"].double().numpy()
+        crop = K_in @ np.linalg.inv(K)
+        roll = np.linalg.inv(K) @ np.linalg.inv(crop) @ M @ K
+        root = roll @ record["annotations"][0]["joints3d"][0]
+        mano = hand_joints(hand_layer, gt.gt_mano_pose[0], gt.gt_mano_shape[0])
+        assert np.allclose(gt.gt_joints3d[0].double().numpy(), mano - mano[:1], atol=1e-4)
+        joints = mano - mano[:1] + root
+        error = np.linalg.norm(project_points(joints, K_in) - gt.gt_joints2d[0].numpy(), axis=1)
         assert error.max() < 0.5, (seed, error.max())
-        R, t = obj["object_R"].double().numpy(), obj["object_t"].double().numpy()
-        points = obj["control_points3d"].double().numpy() @ R.T + t
-        error = np.linalg.norm(project_points(points, K_in) - obj["control_points2d"].numpy(), 1)
+        R, t = gt.gt_object_R[0].double().numpy(), gt.gt_object_t[0].double().numpy()
+        points = gt.gt_control_points3d[0].double().numpy() @ R.T + t
+        error = np.linalg.norm(
+            project_points(points, K_in) - gt.gt_control_points2d[0].numpy(), axis=1
+        )
         assert error.max() < 0.5, (seed, error.max())
         # The input intrinsics stay a pinhole matrix (crop = scale + translation of K).
         assert K_in[0, 1] == 0 and K_in[1, 0] == 0 and np.allclose(K_in[2], [0, 0, 1])
         assert np.isclose(K_in[0, 0] / K_in[1, 1], K[0, 0] / K[1, 1])
         # The same affine moved the 2D labels and the image.
-        M = out["image_to_input"].double().numpy()
         moved = T.apply_affine(record["annotations"][0]["joints2d"], M)
-        assert np.abs(moved - hand["joints2d"].numpy()).max() < 1e-3
+        assert np.abs(moved - gt.gt_joints2d[0].numpy()).max() < 1e-3
         angles.append(np.arctan2(M[1, 0], M[0, 0]))
     # Rotations really happen, over the whole range.
     assert np.ptp(angles) > 4.0
@@ -159,8 +166,8 @@ def test_augmented_image_and_mask_follow_the_labels():
         assert out["image"].shape == (3, 96, 96)
         assert (out["image"][:, y - 1 : y + 2, x - 1 : x + 2] == 255).all()
         x, y = np.round(T.apply_affine(np.array([[99.5, 59.5]]), M)[0]).astype(int)
-        obj_mask = out["object"]["mask"].numpy()
-        assert obj_mask.dtype == np.uint8 and obj_mask[y - 2 : y + 3, x - 2 : x + 3].all()
+        obj_mask = out["hand_object"].gt_object_masks.tensor[0].numpy()
+        assert obj_mask.dtype == bool and obj_mask[y - 2 : y + 3, x - 2 : x + 3].all()
         x, y = np.round(T.apply_affine(np.array([[60.0, 60.0]]), M)[0]).astype(int)
         assert obj_mask[y - 2 : y + 3, x - 2 : x + 3].sum() == 0
 
@@ -184,22 +191,26 @@ def test_test_time_crop_by_hand():
         expected = np.array([[2.0, 0, -50], [0, 2.0, -10], [0, 0, 1]])
         assert np.allclose(out["image_to_input"].numpy(), expected)
         assert np.allclose(out["camera_K"].numpy(), expected @ K, atol=1e-4)
-        assert np.allclose(out["hand"]["box"].numpy(), [30, 50, 110, 130])
-        assert np.allclose(out["object"]["box"].numpy(), [90, 70, 150, 110])
+        gt = out["hand_object"]
+        assert np.allclose(gt.gt_hand_boxes.tensor[0].numpy(), [30, 50, 110, 130])
+        assert np.allclose(gt.gt_object_boxes.tensor[0].numpy(), [90, 70, 150, 110])
         assert out["instances"].gt_classes.tolist() == [0, 1]
         assert np.allclose(
             out["instances"].gt_boxes.tensor.numpy(), [[30, 50, 110, 130], [90, 70, 150, 110]]
         )
         # Pixel (60, 50) -> (70, 90), RGB order.
         assert out["image"][:, 90, 70].tolist() == [30, 20, 10]
-        assert "mask" not in out["object"] and not out["object"]["has_pose"]
-        assert not out["hand"]["has_joints2d"] and not out["hand"]["has_mano"]
+        # No segmentation: the object box stands in for the mask.
+        assert gt.gt_object_masks.tensor[0, 70:110, 90:150].all()
+        assert gt.gt_object_masks.tensor.sum() == 40 * 60 and not gt.gt_has_object_pose[0]
+        assert not gt.gt_has_joints2d[0] and not gt.gt_has_mano[0]
     assert torch.equal(outs[0]["image"], outs[1]["image"])
 
 
 def test_pseudo_label_record(hand_layer):
     """Pseudo-labels: root-relative joints rotate with the roll and stay root-relative; no
-    MANO, no object pose; the flag passes through."""
+    MANO, no object pose; the flag passes through and sets the loss weight
+    (SEMI.PSEUDO_LOSS_WEIGHT)."""
     rng = np.random.default_rng(2)
     record = labeled_record(hand_layer, rng)
     hand, obj = record["annotations"]
@@ -209,15 +220,22 @@ def test_pseudo_label_record(hand_layer):
         del obj[key]
     record["is_pseudo_label"] = True
     np.random.seed(3)
-    out = mapper(True).map(record, np.zeros((HEIGHT, WIDTH, 3), np.uint8))
+    out = mapper(True, pseudo_loss_weight=0.25).map(record, np.zeros((HEIGHT, WIDTH, 3), np.uint8))
     assert out["is_pseudo_label"] is True
-    assert out["hand"]["has_joints3d"] and not out["hand"]["has_mano"]
-    assert not out["object"]["has_pose"]
+    gt = out["hand_object"]
+    assert gt.gt_has_joints3d[0] and not gt.gt_has_mano[0]
+    assert not gt.gt_has_object_pose[0]
+    assert gt.gt_loss_weight.tolist() == [0.25]
+    del record["is_pseudo_label"]
+    plain = mapper(True, pseudo_loss_weight=0.25).map(
+        record, np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    )
+    assert plain["hand_object"].gt_loss_weight.tolist() == [1.0]
     M = out["image_to_input"].double().numpy()
     # Recover the roll from the affine: M = crop @ K Rz K^-1  =>  Rz = K^-1 crop^-1 M K.
     crop = out["camera_K"].double().numpy() @ np.linalg.inv(K)
     roll = np.linalg.inv(K) @ np.linalg.inv(crop) @ M @ K
-    joints = out["hand"]["joints3d"].double().numpy()
+    joints = gt.gt_joints3d[0].double().numpy()
     assert np.allclose(joints[0], 0, atol=1e-6)
     assert np.allclose(joints, hand["joints3d"] @ roll.T, atol=1e-5)
 
@@ -235,13 +253,15 @@ def test_evaluation_and_box_only_records():
         ],
     }
     out = test.map(record, image)
-    assert not out["hand"]["has_joints3d"] and "object" not in out
-    assert out["hand"]["joints3d"].abs().sum() == 0
+    gt = out["hand_object"]
+    assert not gt.gt_has_joints3d[0] and not gt.gt_has_object[0]
+    assert gt.gt_joints3d.abs().sum() == 0
     boxes_only = {"image_id": "demo", "hand_box": [40, 30, 80, 70], "object_box": [70, 40, 100, 60]}
     out = mapper(False, crop_size=180).map(boxes_only, image)
     assert np.allclose(out["hand_box"].numpy(), [30, 50, 110, 130])
     assert np.allclose(out["object_box"].numpy(), [90, 70, 150, 110])
-    assert "hand" not in out and "object" not in out and "camera_K" not in out
+    assert not out["hand_object"].gt_has_hand[0] and not out["hand_object"].gt_has_object[0]
+    assert "camera_K" not in out
     nothing = mapper(False, crop_size=80).map({"image_id": "raw"}, image)
     # Whole 160x120 image, padded to a 160 px square: scale 0.5, offset 20 px vertically.
     assert np.allclose(nothing["image_to_input"].numpy(), [[0.5, 0, 0], [0, 0.5, 10], [0, 0, 1]])
@@ -281,9 +301,10 @@ def test_mapper_reads_files_and_checks_them(tmp_path):
         record, image, HandObjectDatasetMapper.load_object_mask(record)
     )
     called = mapper(False, crop_size=60)(record)
-    assert torch.equal(out["object"]["mask"], called["object"]["mask"])
+    masks = [x["hand_object"].gt_object_masks.tensor for x in (out, called)]
+    assert torch.equal(*masks)
     # Box 40 px wide -> 60 px crop side -> scale 1: the object fills the middle 40x40.
-    assert called["object"]["mask"].sum() == 40 * 40
+    assert masks[1].sum() == 40 * 40
     assert (called["image"] == 7).all()
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="broken.png"):

@@ -44,7 +44,7 @@ def test_train_and_test_loaders_feed_the_model(datasets):
     torch.manual_seed(0)
     batch = next(iter(HandObjectTrainer.build_train_loader(cfg)))
     assert len(batch) == 2
-    assert batch[0]["image"].shape == (3, 128, 128) and batch[0]["hand"]["has_mano"]
+    assert batch[0]["image"].shape == (3, 128, 128) and batch[0]["hand_object"].gt_has_mano[0]
     assert batch[0]["instances"].gt_classes.tolist() == [0, 1]
     model = build_model(cfg)
     model.train()
@@ -56,11 +56,11 @@ def test_train_and_test_loaders_feed_the_model(datasets):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
     (sample,) = next(iter(HandObjectTrainer.build_test_loader(cfg, datasets["evaluation"])))
-    assert not sample["hand"]["has_joints3d"]
+    assert not sample["hand_object"].gt_has_joints3d[0]
     model.eval()
     with torch.no_grad():
         (output,) = model([sample])
-    assert output["hand_object"].joints2d.shape == (1, 21, 2)
+    assert output["hand_object"].pred_joints2d.shape == (1, 21, 2)
     # A test-time record with only given boxes (demo, unlabeled video) runs too.
     boxes_only = {
         "file_name": sample_record(datasets["evaluation"])["file_name"],
@@ -71,9 +71,9 @@ def test_train_and_test_loaders_feed_the_model(datasets):
     mapped = HandObjectDatasetMapper(cfg, False)(boxes_only)
     with torch.no_grad():
         (output,) = model([mapped])
-    assert output["hand_object"].hand_boxes.tensor.shape == (1, 4)
+    assert output["hand_object"].pred_hand_boxes.tensor.shape == (1, 4)
     assert torch.allclose(
-        output["hand_object"].hand_boxes.tensor[0], torch.tensor([20.0, 5, 50, 30])
+        output["hand_object"].pred_hand_boxes.tensor[0], torch.tensor([20.0, 5, 50, 30])
     )
 
 

@@ -120,7 +120,7 @@ def _outputs(records, gt_vertices):
     for i, record in enumerate(records):
         pairs = Instances((480, 640))
         if i == 4:
-            pairs.joints3d = torch.zeros(0, 21, 3)
+            pairs.pred_joints3d = torch.zeros(0, 21, 3)
             outputs.append({"hand_object": pairs})
             continue
         hand, obj = record["annotations"]
@@ -143,8 +143,8 @@ def _outputs(records, gt_vertices):
             "object_t": t,
         }
         for key, value in fields.items():
-            pairs.set(key, torch.tensor(np.asarray(value)[None], dtype=torch.float32))
-        pairs.object_pose_valid = torch.tensor([valid])
+            pairs.set(f"pred_{key}", torch.tensor(np.asarray(value)[None], dtype=torch.float32))
+        pairs.pred_object_pose_valid = torch.tensor([valid])
         outputs.append({"hand_object": pairs})
     return outputs, object_poses
 

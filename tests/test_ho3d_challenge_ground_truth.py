@@ -60,8 +60,8 @@ def test_mesh_metrics_against_released_vertices(tree):
     offset = np.array([0.0, 0.003, 0.004])  # 5 mm on every vertex and joint
     pairs = Instances(
         (48, 64),
-        joints3d=torch.tensor(hand["joints3d"] - hand["joints3d"][0] + offset)[None].float(),
-        vertices=torch.tensor(hand["vertices3d"] - hand["joints3d"][0] + offset)[None].float(),
+        pred_joints3d=torch.tensor(hand["joints3d"] - hand["joints3d"][0] + offset)[None].float(),
+        pred_vertices=torch.tensor(hand["vertices3d"] - hand["joints3d"][0] + offset)[None].float(),
     )
     evaluator = HandPoseEvaluator("challenge_gt_fixture", distributed=False)
     evaluator.reset()

@@ -7,24 +7,26 @@ import math
 import numpy as np
 import pytest
 import torch
-from detectron2.config import CfgNode
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 from model_inputs import FIXTURE_MANO, make_sample
 from torch import nn
 
+from handobj_d2.data.dataset_mapper import hand_object_instances
 from handobj_d2.engine import setup_cfg
 from handobj_d2.geometry import axis_angle_to_matrix
 from handobj_d2.mano import HandLayer
 from handobj_d2.modeling import select_hand_object_pair
-from handobj_d2.modeling.hand_head import HeatmapHead, heatmap_confidence, scale_gradient
+from handobj_d2.modeling.hand_head import scale_gradient
+from handobj_d2.modeling.heatmaps import HeatmapHead, heatmap_confidence
 from handobj_d2.modeling.losses import (
     control_point_heatmap_losses,
     gaussian_heatmaps,
     hand_losses,
     heatmap_divergence,
     labelled_mean,
+    loss_weights,
     voting_losses,
 )
 
@@ -58,9 +60,8 @@ def hand_layer():
 
 def _without_hand_labels(sample, keep_joints3d=False):
     sample = copy.deepcopy(sample)
-    sample["hand"]["has_mano"] = False
-    sample["hand"]["has_joints3d"] = keep_joints3d
-    del sample["hand"]["mano_pose"], sample["hand"]["mano_shape"]
+    sample["hand_object"].gt_has_mano[:] = False
+    sample["hand_object"].gt_has_joints3d[:] = keep_joints3d
     return sample
 
 
@@ -92,48 +93,53 @@ def test_given_box_inference_on_two_images_of_different_sizes(hand_layer):
     b["image_to_input"] = np.array([[0.5, 0, -20], [0, 0.5, -15], [0, 0, 1]], np.float32)
     b["height"], b["width"] = 250, 300
     for x in (a, b):
-        x["hand_box"], x["object_box"] = x["hand"].pop("box"), x["object"].pop("box")
+        pair = x.pop("hand_object")
+        x["hand_box"], x["object_box"] = (
+            pair.gt_hand_boxes.tensor[0],
+            pair.gt_object_boxes.tensor[0],
+        )
+        x["control_points3d"] = pair.gt_control_points3d[0]
     with torch.no_grad():
         outputs = model([a, b])
     assert len(outputs) == 2
     shapes = {
         "hand_scores": (1,),
         "object_scores": (1,),
-        "joints2d": (1, 21, 2),
-        "joints2d_conf": (1, 21),
-        "mano_pose": (1, 48),
-        "mano_shape": (1, 10),
-        "joints3d": (1, 21, 3),
-        "vertices": (1, 778, 3),
-        "control_points2d": (1, 21, 2),
-        "control_points_conf": (1, 21),
-        "object_R": (1, 3, 3),
-        "object_t": (1, 3),
-        "object_pose_valid": (1,),
+        "pred_joints2d": (1, 21, 2),
+        "pred_joints2d_conf": (1, 21),
+        "pred_mano_pose": (1, 48),
+        "pred_mano_shape": (1, 10),
+        "pred_joints3d": (1, 21, 3),
+        "pred_vertices": (1, 778, 3),
+        "pred_control_points2d": (1, 21, 2),
+        "pred_control_points_conf": (1, 21),
+        "pred_object_R": (1, 3, 3),
+        "pred_object_t": (1, 3),
+        "pred_object_pose_valid": (1,),
     }
     for out, x, scale, offset in ((outputs[0], a, 1.0, [0, 0]), (outputs[1], b, 2.0, [20, 15])):
         ho = out["hand_object"]
         assert ho.image_size == (x["height"], x["width"])
-        assert set(ho.get_fields()) == set(shapes) | {"hand_boxes", "object_boxes"}
+        assert set(ho.get_fields()) == set(shapes) | {"pred_hand_boxes", "pred_object_boxes"}
         for name, shape in shapes.items():
             assert tuple(ho.get(name).shape) == shape, name
             assert torch.isfinite(ho.get(name).float()).all(), name
-        assert ho.object_pose_valid.dtype == torch.bool
+        assert ho.pred_object_pose_valid.dtype == torch.bool
         # 2D back in original pixels: the inverse of image_to_input, by hand.
         offset4 = np.tile(offset, 2)
         hand_box = (np.asarray(x["hand_box"]) + offset4) * scale
         object_box = (np.asarray(x["object_box"]) + offset4) * scale
-        np.testing.assert_allclose(ho.hand_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
-        np.testing.assert_allclose(ho.object_boxes.tensor[0], object_box, rtol=1e-5, atol=1e-3)
-        joints = ho.joints2d[0].numpy()
+        np.testing.assert_allclose(ho.pred_hand_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(ho.pred_object_boxes.tensor[0], object_box, rtol=1e-5, atol=1e-3)
+        joints = ho.pred_joints2d[0].numpy()
         assert (joints >= hand_box[:2] - 1e-3).all() and (joints <= hand_box[2:] + 1e-3).all()
-        assert ((ho.joints2d_conf >= 0) & (ho.joints2d_conf <= 1)).all()
-        assert ((ho.control_points_conf >= 0) & (ho.control_points_conf <= 1)).all()
+        assert ((ho.pred_joints2d_conf >= 0) & (ho.pred_joints2d_conf <= 1)).all()
+        assert ((ho.pred_control_points_conf >= 0) & (ho.pred_control_points_conf <= 1)).all()
         # The reported MANO parameters give the reported mesh: wrist at 0, metres.
-        vertices, joints3d = hand_layer(ho.mano_pose, ho.mano_shape)
-        torch.testing.assert_close(joints3d, ho.joints3d, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(vertices, ho.vertices, atol=1e-5, rtol=1e-4)
-        assert ho.joints3d[0, 0].abs().max() < 1e-6
+        vertices, joints3d = hand_layer(ho.pred_mano_pose, ho.pred_mano_shape)
+        torch.testing.assert_close(joints3d, ho.pred_joints3d, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(vertices, ho.pred_vertices, atol=1e-5, rtol=1e-4)
+        assert ho.pred_joints3d[0, 0].abs().max() < 1e-6
         det = out["instances"]
         assert det.pred_classes.tolist() == [0, 1] and det.scores.tolist() == [1.0, 1.0]
         np.testing.assert_allclose(det.pred_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
@@ -145,8 +151,6 @@ def test_detected_box_inference_pairs_the_best_hand_with_its_object():
         "detected",
         "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
         0.0,
-        "MODEL.HANDOBJ.DETECTION_SCORE_THRESH",
-        0.0,
     ).eval()
     image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
     with torch.no_grad():
@@ -156,7 +160,7 @@ def test_detected_box_inference_pairs_the_best_hand_with_its_object():
     assert len(hands) and len(objects)  # random weights, no score threshold
     assert len(ho) == 1
     best_hand = int(hands.scores.argmax())
-    torch.testing.assert_close(ho.hand_boxes.tensor[0], hands.pred_boxes.tensor[best_hand])
+    torch.testing.assert_close(ho.pred_hand_boxes.tensor[0], hands.pred_boxes.tensor[best_hand])
     torch.testing.assert_close(ho.hand_scores[0], hands.scores[best_hand])
     # The object with the largest IoU with that hand, computed here by hand.
     h = hands.pred_boxes.tensor[best_hand].numpy()
@@ -167,22 +171,46 @@ def test_detected_box_inference_pairs_the_best_hand_with_its_object():
         inter = w * ht
         area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
         ious.append(inter / (area(h) + area(o) - inter))
-    assert ho.object_boxes.tensor[0].tolist() in [
+    assert ho.pred_object_boxes.tensor[0].tolist() in [
         objects.pred_boxes.tensor[i].tolist() for i in np.flatnonzero(np.isclose(ious, max(ious)))
     ]
-    assert not ho.object_pose_valid.any()  # no intrinsics given: no PnP
+    assert not ho.pred_object_pose_valid.any()  # no intrinsics given: no PnP
 
 
-def test_no_confident_pair_gives_empty_rows():
-    model = tiny_model(
-        "MODEL.HANDOBJ.INFERENCE_BOXES", "detected", "MODEL.HANDOBJ.DETECTION_SCORE_THRESH", 1.1
-    ).eval()
+def test_no_hand_object_pair_gives_empty_rows():
+    model = tiny_model().eval()
     image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
+    objects_only = _detections([[10, 10, 40, 40], [20, 20, 60, 50]], [0.9, 0.8], [1, 1])
     with torch.no_grad():
-        (out,) = model([{"image": image, "camera_K": np.eye(3)}])
+        (out,) = model.inference(
+            [{"image": image, "camera_K": np.eye(3)}], detected_instances=[objects_only]
+        )
     ho = out["hand_object"]
     assert len(ho) == 0 and len(out["instances"]) > 0
-    assert ho.vertices.shape == (0, 778, 3) and ho.object_pose_valid.shape == (0,)
+    assert ho.pred_vertices.shape == (0, 778, 3) and ho.pred_object_pose_valid.shape == (0,)
+
+
+def test_inference_on_given_detections_poses_their_pair(hand_layer):
+    """``detected_instances`` (as GeneralizedRCNN.inference) replace the detector: the pair is
+    the best hand and the object overlapping it most, with the PnP of the input's camera."""
+    model = tiny_model("MODEL.HANDOBJ.INFERENCE_BOXES", "detected").eval()
+    sample = make_sample(hand_layer, np.random.default_rng(8), 96, 96, "given")
+    pair = sample["hand_object"]
+    hand, obj = pair.gt_hand_boxes.tensor[0].tolist(), pair.gt_object_boxes.tensor[0].tolist()
+    detections = _detections(
+        [hand, obj, [0, 0, 5, 5], [0, 0, 4, 4]], [0.8, 0.7, 0.6, 0.9], [0, 1, 0, 1]
+    )
+    with torch.no_grad():
+        (out,) = model.inference([sample], detected_instances=[detections])
+        (plain,) = model.inference([sample], detected_instances=[detections[:2]])
+    ho = out["hand_object"]
+    assert ho.pred_hand_boxes.tensor.tolist() == [hand]
+    assert ho.pred_object_boxes.tensor.tolist() == [obj]
+    torch.testing.assert_close(ho.hand_scores, torch.tensor([0.8]))
+    assert len(out["instances"]) == 4
+    # The pose depends on the pair's boxes only, not on the other detections.
+    torch.testing.assert_close(ho.pred_joints3d, plain["hand_object"].pred_joints3d)
+    assert ho.pred_object_R.shape == (1, 3, 3)
 
 
 def _detections(boxes, scores, classes):
@@ -208,12 +236,12 @@ def test_pair_selection_rules():
     )
     pair = select_hand_object_pair(detections, 0.05)
     assert len(pair) == 1
-    assert pair.hand_boxes.tensor[0].tolist() == [50, 50, 70, 70]
-    assert pair.object_boxes.tensor[0].tolist() == [40, 50, 60, 70]
+    assert pair.pred_hand_boxes.tensor[0].tolist() == [50, 50, 70, 70]
+    assert pair.pred_object_boxes.tensor[0].tolist() == [40, 50, 60, 70]
     assert math.isclose(float(pair.object_scores[0]), 0.6, rel_tol=1e-6)
     # Objects below the score threshold do not count; with none left there is no pair.
     pair = select_hand_object_pair(detections, 0.7)
-    assert pair.object_boxes.tensor[0].tolist() == [0, 0, 20, 21]
+    assert pair.pred_object_boxes.tensor[0].tolist() == [0, 0, 20, 21]
     assert len(select_hand_object_pair(detections, 0.999)) == 0
 
 
@@ -261,7 +289,7 @@ def test_labels_a_sample_lacks_give_no_loss(hand_layer):
     rng = np.random.default_rng(2)
     full = make_sample(hand_layer, rng, 96, 96, "full")
     bare = _without_hand_labels(make_sample(hand_layer, rng, 96, 96, "bare"))
-    bare["object"]["has_pose"] = False
+    bare["hand_object"].gt_has_object_pose[:] = False
     alone = _train_losses(model, [full])
     mixed = _train_losses(model, [full, bare])
     # The bare sample adds nothing to the MANO and object losses: the means stay those of
@@ -281,15 +309,14 @@ def test_labels_a_sample_lacks_give_no_loss(hand_layer):
         assert bare_only[name] == 0, name
     # A hand known by its box only (no 2D joints): no 2D joint loss either.
     boxed = copy.deepcopy(bare)
-    boxed["hand"]["has_joints2d"] = False
-    del boxed["hand"]["joints2d"]
+    boxed["hand_object"].gt_has_joints2d[:] = False
     assert _train_losses(model, [boxed])["loss_joints2d"] == 0
     torch.testing.assert_close(
         _train_losses(model, [full, boxed])["loss_joints2d"], alone["loss_joints2d"],
         rtol=1e-4, atol=1e-6,
     )  # fmt: skip
     # A sample with neither hand nor object: every pose loss is zero, backward still runs.
-    empty = {k: v for k, v in bare.items() if k not in ("hand", "object")}
+    empty = {**bare, "hand_object": hand_object_instances((96, 96))}
     losses = _train_losses(model, [empty])
     assert all(losses[name] == 0 for name in POSE_LOSSES)
     sum(losses.values()).backward()
@@ -332,8 +359,7 @@ def test_pseudo_labels_use_joints_and_regularisers_scaled_by_their_weight(hand_l
     model = _batchnorm_eval(tiny_model())
     rng = np.random.default_rng(3)
     pseudo = _without_hand_labels(make_sample(hand_layer, rng, 96, 96, "p"), keep_joints3d=True)
-    pseudo["object"]["has_pose"] = False
-    pseudo["is_pseudo_label"] = True
+    pseudo["hand_object"].gt_has_object_pose[:] = False
     losses = _train_losses(model, [pseudo])
     for name in ("loss_vertices3d", "loss_mano_pose", "loss_mano_shape", "loss_object_points"):
         assert losses[name] == 0, name
@@ -345,9 +371,9 @@ def test_pseudo_labels_use_joints_and_regularisers_scaled_by_their_weight(hand_l
     ):
         assert losses[name] > 0, name
     # The pose regulariser pulls the 15 finger rotations to the identity (flat hand).
-    half = _batchnorm_eval(tiny_model("SEMI.PSEUDO_LOSS_WEIGHT", 0.5))
-    half.load_state_dict(model.state_dict())
-    half_losses = _train_losses(half, [pseudo])
+    # The mapper gives pseudo-labels the weight SEMI.PSEUDO_LOSS_WEIGHT (test_dataset_mapper).
+    pseudo["hand_object"].gt_loss_weight[:] = 0.5
+    half_losses = _train_losses(model, [pseudo])
     for name in POSE_LOSSES:
         torch.testing.assert_close(half_losses[name], 0.5 * losses[name], rtol=1e-4, atol=1e-8)
 
@@ -369,12 +395,10 @@ def test_single_batch_overfits(hand_layer):
     assert np.mean(totals[-10:]) <= totals[0] / 10, (totals[0], totals[-10:])
 
 
-def test_bad_label_shape_names_the_field(hand_layer):
-    model = tiny_model().train()
-    sample = make_sample(hand_layer, np.random.default_rng(5), 64, 64, "bad")
-    sample["hand"]["joints2d"] = np.zeros((20, 2))
+def test_bad_label_shape_names_the_field():
+    hand = {"box": [0, 0, 10, 10], "joints2d": np.zeros((20, 2))}
     with pytest.raises(ValueError, match="'bad'.*joints2d.*\\(21, 2\\)"):
-        _train_losses(model, [sample])
+        hand_object_instances((64, 64), hand, name="record 'bad'")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +426,7 @@ def test_soft_argmax_and_joint_confidence():
 
 
 def test_voting_loss_closed_form():
-    weights = CfgNode({"OBJECT_COORDS": 500.0, "OBJECT_CONFIDENCE": 100.0})
+    weights = {"object_coords": 500.0, "object_confidence": 100.0}
     gt = torch.tensor([[[0.25, 0.75]]])  # 1 sample, 1 control point
     coords = gt[:, :, None, None].expand(1, 1, 2, 2, 2).clone()
     coords[0, 0, 0, 1] += torch.tensor([0.3, -0.4])  # the masked cell is 0.5 off
@@ -423,7 +447,7 @@ def test_voting_loss_closed_form():
 
 
 def test_heatmap_object_loss_closed_form():
-    weights = CfgNode({"OBJECT_HEATMAP": 10.0, "OBJECT_POINTS": 100.0, "HEATMAP_SIGMA": 1.0})
+    weights = {"object_heatmap": 10.0, "object_points": 100.0}
     # Point 0 on the centre of cell (row 10, column 6) of a 32 x 32 grid; point 1 far outside.
     gt = torch.tensor([[[6.5 / 32, 10.5 / 32], [3.0, 3.0]]])
     target, _ = gaussian_heatmaps(gt, 32, 1.0)
@@ -434,12 +458,12 @@ def test_heatmap_object_loss_closed_form():
         "heatmaps": [target, uniform],
         "control_points": [gt + torch.tensor([[[0.1, -0.2], [9.0, 9.0]]]), gt.clone()],
     }
-    losses = control_point_heatmap_losses(pred, gt, torch.ones(1), weights)
+    losses = control_point_heatmap_losses(pred, gt, torch.ones(1), weights, 1.0)
     t = target[0, 0][target[0, 0] > 0]
     uniform_kl = math.log(1024) + float((t * t.log()).sum())
     torch.testing.assert_close(losses["loss_object_heatmap"], torch.tensor(10 * uniform_kl / 2))
     torch.testing.assert_close(losses["loss_object_points"], torch.tensor(100 * 0.3 / 2))
-    no_pose = control_point_heatmap_losses(pred, gt, torch.zeros(1), weights)
+    no_pose = control_point_heatmap_losses(pred, gt, torch.zeros(1), weights, 1.0)
     assert no_pose["loss_object_heatmap"] == 0 and no_pose["loss_object_points"] == 0
 
 
@@ -476,11 +500,14 @@ def test_heatmap_object_head_votes_from_its_peaks():
     points = torch.full((1, 21, 2), 0.0)
     points[..., 0], points[..., 1] = 24.5 / 32, 8.5 / 32
     box = torch.tensor([[10.0, 20.0, 74.0, 52.0]])  # 64 x 32 pixels
-    votes, confidence, valid = head.votes({"heatmaps": [heatmaps], "control_points": [points]}, box)
+    pred = {"heatmaps": [heatmaps], "control_points": [points]}
+    fields, (votes, valid) = head.inference(pred, box)
+    confidence = fields["pred_control_points_conf"][..., None]
     assert votes.shape == (1, 21, 1, 2) and valid.all()
     expected = torch.tensor([10 + 64 * 24.5 / 32, 20 + 32 * 8.5 / 32])
     torch.testing.assert_close(votes[0, :, 0], expected.expand(21, 2))
     torch.testing.assert_close(confidence, torch.ones(1, 21, 1))
+    torch.testing.assert_close(fields["pred_control_points2d"], votes[:, :, 0])
 
 
 def test_unknown_object_head_is_named():
@@ -544,21 +571,21 @@ def test_heatmap_loss_is_off_by_default_and_weighted_when_on(hand_layer):
     pred["vertices"], pred["joints3d"] = hand_layer.forward_rotmats(
         pred["rotmats"], pred["mano_shape"]
     )
-    gt = {
-        "joints2d": joints,
-        "joints3d": pred["joints3d"],
-        "mano_pose": torch.zeros(1, 48),
-        "mano_shape": torch.zeros(1, 10),
-        "has_hand": torch.ones(1, dtype=torch.bool),
-        "has_joints2d": torch.ones(1, dtype=torch.bool),
-        "has_joints3d": torch.ones(1, dtype=torch.bool),
-        "has_mano": torch.ones(1, dtype=torch.bool),
+    # A 64 x 64 px hand box at (10, 20): the joints in pixels.
+    hand = {
+        "box": [10.0, 20.0, 74.0, 84.0],
+        "joints2d": (10 + 64 * joints[0]).numpy() + [0, 10],
+        "joints3d": pred["joints3d"][0].numpy(),
+        "has_joints3d": True,
+        "mano_pose": np.zeros(48),
+        "mano_shape": np.zeros(10),
+        "has_mano": True,
     }
-    loss_cfg = cfg.MODEL.HANDOBJ.LOSS
-    assert "loss_heatmap" not in hand_losses(pred, gt, torch.ones(1), loss_cfg, hand_layer)
-    loss_cfg.defrost()
-    loss_cfg.HEATMAP = 2.0
-    losses = hand_losses(pred, gt, torch.ones(1), loss_cfg, hand_layer)
+    gt = [hand_object_instances((96, 96), hand)]
+    keys = [k for k in cfg.MODEL.HANDOBJ.LOSS if not k.startswith(("OBJECT", "HEATMAP_"))]
+    weights = loss_weights(cfg, keys)
+    assert "loss_heatmap" not in hand_losses(pred, gt, weights, hand_layer, 1.0)
+    losses = hand_losses(pred, gt, {**weights, "heatmap": 2.0}, hand_layer, 1.0)
     offsets = [(dx, dy) for dx in range(-3, 4) for dy in range(-3, 4) if dx * dx + dy * dy <= 9]
     weights = [math.exp(-(dx * dx + dy * dy) / 2) for dx, dy in offsets]
     entropy = -sum(w / sum(weights) * math.log(w / sum(weights)) for w in weights)

@@ -160,9 +160,9 @@ def test_detected_pairs_keep_the_detector_scores(predictor):
 
 
 class StandInPredictor:
-    """The attributes of HandObjectPredictor that distillation uses; ``model`` maps a batch of
-    model inputs to outputs with one hand-object row, like HandObjectRCNN (2D in the frame's
-    pixels through the inverse of ``image_to_input``)."""
+    """The attributes of HandObjectPredictor that distillation uses; ``model.inference`` maps a
+    batch of model inputs and their given boxes to outputs with one hand-object row, like
+    HandObjectRCNN (2D in the frame's pixels through the inverse of ``image_to_input``)."""
 
     crop_size = 96
     crop_scale = 1.5
@@ -172,22 +172,22 @@ class StandInPredictor:
     def __init__(self, pose):
         self.model = self
         self.pose = pose  # (input dict) -> (joints2d (21, 2) input px, joints3d (21, 3))
-        self.inference_boxes = None
         self.seen = []
 
-    def __call__(self, inputs):
-        assert self.inference_boxes == "given"
+    def inference(self, inputs, detected_instances=None):
         outputs = []
-        for record in inputs:
+        for record, given in zip(inputs, detected_instances):
+            boxes = np.stack([record["hand_box"], record["object_box"]])
+            np.testing.assert_allclose(given.pred_boxes.tensor.numpy(), boxes, rtol=1e-6)
             self.seen.append(record)
             joints2d, joints3d = self.pose(record)
             to_frame = np.linalg.inv(record["image_to_input"])
             joints2d = joints2d @ to_frame[:2, :2].T + to_frame[:2, 2]
             pairs = Instances(
                 (self.crop_size, self.crop_size),
-                joints2d=torch.tensor(joints2d[None]),
-                joints3d=torch.tensor(joints3d[None]),
-                mano_shape=torch.zeros(1, 10),
+                pred_joints2d=torch.tensor(joints2d[None]),
+                pred_joints3d=torch.tensor(joints3d[None]),
+                pred_mano_shape=torch.zeros(1, 10),
             )
             outputs.append({"hand_object": pairs})
         return outputs
@@ -357,8 +357,9 @@ def test_tool_end_to_end_writes_pseudo_labels_the_mapper_maps(tmp_path):
         sample = mapper(record)
         assert sample["is_pseudo_label"]
         assert tuple(sample["image"].shape) == (3, 128, 128)
-        assert tuple(sample["hand"]["joints3d"].shape) == (21, 3)
-        assert not sample["hand"]["has_mano"]
+        assert tuple(sample["hand_object"].gt_joints3d.shape) == (1, 21, 3)
+        assert sample["hand_object"].gt_has_joints3d[0]
+        assert not sample["hand_object"].gt_has_mano[0]
 
     rerun = _tool(*args, "--intrinsics", "100", "100", "48", "36", *opts)
     assert rerun.returncode == 0

@@ -94,28 +94,29 @@ def test_predictor_returns_every_documented_field(predictor, tiny_synthetic_root
     output = predictor(image, hand_box=hand_box, object_box=object_box, control_points3d=points)
     pairs = output["hand_object"]
     expected = {
-        "hand_scores": (1,), "object_scores": (1,), "joints2d": (1, 21, 2),
-        "joints2d_conf": (1, 21), "mano_pose": (1, 48), "mano_shape": (1, 10),
-        "joints3d": (1, 21, 3), "vertices": (1, 778, 3), "control_points2d": (1, 21, 2),
-        "control_points_conf": (1, 21), "object_R": (1, 3, 3), "object_t": (1, 3),
-        "object_pose_valid": (1,), "root3d": (1, 3),
+        "hand_scores": (1,), "object_scores": (1,), "pred_joints2d": (1, 21, 2),
+        "pred_joints2d_conf": (1, 21), "pred_mano_pose": (1, 48), "pred_mano_shape": (1, 10),
+        "pred_joints3d": (1, 21, 3), "pred_vertices": (1, 778, 3),
+        "pred_control_points2d": (1, 21, 2), "pred_control_points_conf": (1, 21),
+        "pred_object_R": (1, 3, 3), "pred_object_t": (1, 3), "pred_object_pose_valid": (1,),
+        "pred_root3d": (1, 3),
     }  # fmt: skip
     for name, shape in expected.items():
         assert tuple(pairs.get(name).shape) == shape, name
     assert pairs.image_size == (height, width)
     # Given boxes come back unchanged, in the image's pixels, with score 1.
-    assert np.allclose(pairs.hand_boxes.tensor[0].numpy(), hand_box, atol=1e-3)
-    assert np.allclose(pairs.object_boxes.tensor[0].numpy(), object_box, atol=1e-3)
+    assert np.allclose(pairs.pred_hand_boxes.tensor[0].numpy(), hand_box, atol=1e-3)
+    assert np.allclose(pairs.pred_object_boxes.tensor[0].numpy(), object_box, atol=1e-3)
     assert float(pairs.hand_scores[0]) == 1.0
     # The model's wrist is its origin; confidences are probabilities; rotations orthonormal.
-    assert torch.allclose(pairs.joints3d[0, 0], torch.zeros(3), atol=1e-6)
-    assert ((pairs.joints2d_conf >= 0) & (pairs.joints2d_conf <= 1)).all()
-    R = pairs.object_R[0].double()
+    assert torch.allclose(pairs.pred_joints3d[0, 0], torch.zeros(3), atol=1e-6)
+    assert ((pairs.pred_joints2d_conf >= 0) & (pairs.pred_joints2d_conf <= 1)).all()
+    R = pairs.pred_object_R[0].double()
     assert torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-4)
     # Without boxes the detector runs on the whole image first.
     detected = predictor(image)
     assert detected["instances"].image_size == (height, width)
-    assert detected["hand_object"].root3d.shape[1:] == (3,)
+    assert detected["hand_object"].pred_root3d.shape[1:] == (3,)
 
 
 def test_demo_on_image_folder_and_video(tiny_synthetic_root, tmp_path, capsys):
@@ -168,7 +169,7 @@ def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path, caps
     # No detection passes an impossible score threshold: "no hand", exit status 2.
     image = _eval_image(tiny_synthetic_root)
     code = demo_main(["--input", str(image), "--output", str(tmp_path / "nohand"),
-                      "MODEL.HANDOBJ.DETECTION_SCORE_THRESH", "1.01"])  # fmt: skip
+                      "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "1.01"])  # fmt: skip
     assert code == 2
     assert f"no hand found in {image}" in capsys.readouterr().err
     assert (tmp_path / "nohand" / f"{image.stem}.jpg").exists()
@@ -181,8 +182,7 @@ def test_run_demo_runs_every_stage_and_resumes(tmp_path):
     command = [sys.executable, str(REPO / "tools" / "run_demo.py"), "--output", str(tmp_path / "out"),
                "--train", "8", "--eval", "4", "--videos", "1", "--frames-per-video", "6",
                "--image-size", "160", "120", "--iters", "10", "--student-iters", "4",
-               "--demo-images", "2", "MODEL.HANDOBJ.DETECTION_SCORE_THRESH", "0.0",
-               "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+               "--demo-images", "2", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
                "SEMI.FILTER.NAMES", "('interaction',)", "INPUT.HANDOBJ.CROP_SIZE", "64"]  # fmt: skip
     env = _env(tmp_path / "datasets")
     first = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)

@@ -18,15 +18,15 @@ VOTES = np.array([[20.0 + 12 * (i % 7), 200.0 + 12 * (i // 7)] for i in range(21
 
 def _prediction(pose_valid):
     pairs = Instances((240, 320))
-    pairs.hand_boxes = Boxes(torch.tensor([[250.0, 10, 310, 40]]))
+    pairs.pred_hand_boxes = Boxes(torch.tensor([[250.0, 10, 310, 40]]))
     pairs.hand_scores = torch.tensor([0.9])
-    pairs.object_boxes = Boxes(torch.tensor([[140.0, 95, 180, 135]]))
+    pairs.pred_object_boxes = Boxes(torch.tensor([[140.0, 95, 180, 135]]))
     pairs.object_scores = torch.tensor([0.8])
-    pairs.joints2d = torch.full((1, 21, 2), 280.0)
-    pairs.control_points2d = torch.as_tensor(VOTES, dtype=torch.float32)[None]
-    pairs.object_R = torch.eye(3)[None]
-    pairs.object_t = torch.tensor([[0.0, 0.0, 1.0]])
-    pairs.object_pose_valid = torch.tensor([pose_valid])
+    pairs.pred_joints2d = torch.full((1, 21, 2), 280.0)
+    pairs.pred_control_points2d = torch.as_tensor(VOTES, dtype=torch.float32)[None]
+    pairs.pred_object_R = torch.eye(3)[None]
+    pairs.pred_object_t = torch.tensor([[0.0, 0.0, 1.0]])
+    pairs.pred_object_pose_valid = torch.tensor([pose_valid])
     return pairs
 
 

@@ -2,7 +2,7 @@
 input dict (docs/design.md "Mapper output").
 
 The model input is a ``CROP_SIZE`` square crop of the fused hand/object box enlarged
-``CROP_SCALE`` times. Training adds, per SPEC.md: an in-plane rotation uniform in
+``CROP_SCALE`` times. Training adds, as the released code: an in-plane rotation uniform in
 [-ROTATION, ROTATION] about the principal point (a camera roll, see ``transforms``), scale and
 centre jitter of the crop, colour jitter and Gaussian blur. The rotation and the crop compose
 into one affine (``image_to_input``) that moves the image, the mask, the 2D joints and control
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from ..constants import HAND_CLASS, NUM_CONTROL_POINTS, NUM_JOINTS, OBJECT_CLASS
 from ..geometry import crop_matrix, project_points, square_box, union_box
@@ -26,7 +26,7 @@ from .video import read_image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HandObjectDatasetMapper"]
+__all__ = ["HandObjectDatasetMapper", "hand_object_instances"]
 
 
 def _array(value, shape, what):
@@ -42,14 +42,85 @@ def _f32(array):
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def _tensors(label):
-    """Numpy fields of a label as tensors: uint8 arrays stay uint8, the others float32."""
-    return {
-        k: (torch.from_numpy(v) if v.dtype == np.uint8 else _f32(v))
-        if isinstance(v, np.ndarray)
-        else v
-        for k, v in label.items()
+def hand_object_instances(image_size, hand=None, obj=None, object_mask=None, loss_weight=1.0,
+                          name="sample"):  # fmt: skip
+    """The pose heads' ground truth of one sample: Instances with one hand-object pair, fields
+    of docs/design.md "Mapper output" (model-input pixels, metres, OpenCV camera frame).
+
+    Args:
+        image_size: (H, W) of the model input.
+        hand: None or dict with ``box`` (4,) px and optionally ``joints2d`` (21, 2) px,
+            ``joints3d`` (21, 3) m (camera frame; made root-relative here), ``mano_pose``
+            (48,), ``mano_shape`` (10,) and the flags ``has_joints2d`` (default: joints2d
+            given), ``has_joints3d``, ``has_mano``.
+        obj: None or dict with ``box`` (4,) px and optionally ``control_points2d`` (21, 2) px,
+            ``control_points3d`` (21, 3) m, ``object_R`` (3, 3), ``object_t`` (3,) and the flag
+            ``has_pose``.
+        object_mask: (H, W) bool / uint8 object mask or None (the object box stands in).
+        loss_weight (float): multiplies the sample's pose losses.
+        name (str): the sample, for errors.
+
+    A missing hand or object gets a stand-in box (the other box, or the whole image), zeros and
+    ``gt_has_hand`` / ``gt_has_object`` False; its losses are zero.
+    """
+    height, width = image_size
+    hand, obj = hand or {}, obj or {}
+
+    def field(label, key, shape, present):
+        if not present:
+            return torch.zeros((1,) + shape)
+        if label.get(key) is None:
+            raise ValueError(f"{name}: '{key}' is missing")
+        return _f32(_array(label[key], shape, f"{name} {key}"))[None]
+
+    boxes = {
+        part: _array(label["box"], (4,), f"{name} {part} box")
+        for part, label in (("hand", hand), ("object", obj))
+        if label
     }
+    image_box = np.array([0.0, 0.0, width, height])
+    hand_box = boxes.get("hand", boxes.get("object", image_box))
+    object_box = boxes.get("object", boxes.get("hand", image_box))
+    has_hand, has_object = "hand" in boxes, "object" in boxes
+    has_joints2d = has_hand and bool(hand.get("has_joints2d", hand.get("joints2d") is not None))
+    has_joints3d = has_hand and bool(hand.get("has_joints3d", False))
+    has_mano = has_hand and bool(hand.get("has_mano", False))
+    has_pose = has_object and bool(obj.get("has_pose", False))
+    joints3d = field(hand, "joints3d", (NUM_JOINTS, 3), has_joints3d)
+    if object_mask is None:  # no segmentation: the whole object box counts as the object
+        mask = torch.zeros(height, width, dtype=torch.bool)
+        x1, y1, x2, y2 = np.round(object_box).astype(int).tolist()
+        mask[max(y1, 0) : y2, max(x1, 0) : x2] = True
+    else:
+        mask = torch.as_tensor(np.asarray(object_mask) > 0)
+        if tuple(mask.shape) != (height, width):
+            raise ValueError(f"{name} object mask: expected {(height, width)}, got {mask.shape}")
+    return Instances(
+        (height, width),
+        gt_hand_boxes=Boxes(_f32(hand_box)[None]),
+        gt_object_boxes=Boxes(_f32(object_box)[None]),
+        gt_has_hand=torch.tensor([has_hand]),
+        gt_has_object=torch.tensor([has_object]),
+        gt_joints2d=field(hand, "joints2d", (NUM_JOINTS, 2), has_joints2d),
+        gt_has_joints2d=torch.tensor([has_joints2d]),
+        gt_joints3d=joints3d - joints3d[:, :1],
+        gt_has_joints3d=torch.tensor([has_joints3d]),
+        gt_mano_pose=field(hand, "mano_pose", (48,), has_mano),
+        gt_mano_shape=field(hand, "mano_shape", (10,), has_mano),
+        gt_has_mano=torch.tensor([has_mano]),
+        gt_control_points2d=field(obj, "control_points2d", (NUM_CONTROL_POINTS, 2), has_pose),
+        gt_control_points3d=field(
+            obj,
+            "control_points3d",
+            (NUM_CONTROL_POINTS, 3),
+            obj.get("control_points3d") is not None,
+        ),
+        gt_object_R=field(obj, "object_R", (3, 3), has_pose),
+        gt_object_t=field(obj, "object_t", (3,), has_pose),
+        gt_has_object_pose=torch.tensor([has_pose]),
+        gt_object_masks=BitMasks(mask[None]),
+        gt_loss_weight=torch.tensor([float(loss_weight)]),
+    )
 
 
 def _annotation(record, category, name):
@@ -81,6 +152,7 @@ class HandObjectDatasetMapper:
         color_jitter,
         blur_max_sigma,
         image_format,
+        pseudo_loss_weight=1.0,
     ):
         """
         Args:
@@ -93,6 +165,7 @@ class HandObjectDatasetMapper:
             color_jitter (4 floats): brightness, contrast, saturation, hue strengths.
             blur_max_sigma (float): Gaussian blur sigma uniform in [0, max], pixels.
             image_format (str): "BGR" or "RGB", the channel order of the output image.
+            pseudo_loss_weight (float): ``gt_loss_weight`` of pseudo-labelled records.
         """
         if image_format not in ("BGR", "RGB"):
             raise ValueError(f"INPUT.FORMAT must be 'BGR' or 'RGB', got {image_format!r}")
@@ -107,6 +180,7 @@ class HandObjectDatasetMapper:
         self.color_jitter = tuple(float(x) for x in color_jitter)
         self.blur_max_sigma = float(blur_max_sigma)
         self.image_format = image_format
+        self.pseudo_loss_weight = float(pseudo_loss_weight)
         mode = "training" if is_train else "inference"
         logger.info(f"HandObjectDatasetMapper ({mode}): {self.crop_size}px crops")
 
@@ -123,6 +197,7 @@ class HandObjectDatasetMapper:
             "color_jitter": list(h.COLOR_JITTER),
             "blur_max_sigma": h.BLUR_MAX_SIGMA,
             "image_format": cfg.INPUT.FORMAT,
+            "pseudo_loss_weight": cfg.SEMI.PSEUDO_LOSS_WEIGHT,
         }
 
     def __call__(self, dataset_dict):
@@ -231,12 +306,14 @@ class HandObjectDatasetMapper:
         instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
         result["instances"] = instances
 
-        if hand_label is not None:
-            result["hand"] = _tensors(hand_label)
-        if object_label is not None:
-            if object_mask is not None:
-                object_label["mask"] = self._warp_mask(object_mask, image_to_input, width, height)
-            result["object"] = _tensors(object_label)
+        if object_label is not None and object_mask is not None:
+            object_mask = self._warp_mask(object_mask, image_to_input, width, height)
+        else:
+            object_mask = None
+        weight = self.pseudo_loss_weight if result["is_pseudo_label"] else 1.0
+        result["hand_object"] = hand_object_instances(
+            (size, size), hand_label, object_label, object_mask, weight, name
+        )
         return result
 
     def _hand_label(self, annotation, rotate, roll, name):

@@ -84,7 +84,7 @@ class Demo:
         mesh_files = []
         for row in range(len(pairs)):
             path = os.path.join(self.output, "meshes", f"{name}_hand{row}.{self.mesh_format}")
-            vertices = pairs.vertices[row].numpy() + pairs.root3d[row].numpy()
+            vertices = pairs.pred_vertices[row].numpy() + pairs.pred_root3d[row].numpy()
             export_mesh(path, vertices, self.faces)
             mesh_files.append(os.path.relpath(path, self.output))
         self.entries.append(
@@ -161,13 +161,14 @@ def _pair_json(pairs, row):
     """One hand-object pair as JSON: pixels, metres (OpenCV camera frame), radians."""
     fields = pairs.get_fields()
     entry = {
-        "hand_box": fields["hand_boxes"].tensor[row].tolist(),
-        "object_box": fields["object_boxes"].tensor[row].tolist(),
-        "joints3d_camera": (fields["joints3d"][row] + fields["root3d"][row]).tolist(),
+        "hand_box": fields["pred_hand_boxes"].tensor[row].tolist(),
+        "object_box": fields["pred_object_boxes"].tensor[row].tolist(),
+        "joints3d_camera": (fields["pred_joints3d"][row] + fields["pred_root3d"][row]).tolist(),
+        "hand_score": fields["hand_scores"][row].item(),
+        "object_score": fields["object_scores"][row].item(),
+        "object_pose_valid": fields["pred_object_pose_valid"][row].item(),
     }
-    for name in ("hand_scores", "object_scores", "object_pose_valid"):
-        entry[name[:-1] if name.endswith("s") else name] = fields[name][row].item()
     for name in ("joints2d", "joints2d_conf", "joints3d", "root3d", "mano_pose", "mano_shape",
                  "control_points2d", "control_points_conf", "object_R", "object_t"):  # fmt: skip
-        entry[name] = fields[name][row].tolist()
+        entry[name] = fields[f"pred_{name}"][row].tolist()
     return entry

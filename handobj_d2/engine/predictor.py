@@ -1,7 +1,7 @@
 """HandObjectPredictor: Detectron2's DefaultPredictor for the hand-object model.
 
 One call takes a BGR image of any size and returns the model output of docs/design.md ("Model
-output") in the image's pixels, plus ``hand_object.root3d``. The model sees a square
+output") in the image's pixels, plus ``hand_object.pred_root3d``. The model sees a square
 ``INPUT.HANDOBJ.CROP_SIZE`` crop of the fused hand/object box enlarged ``INPUT.HANDOBJ.CROP_SCALE``
 times (the benchmarks' protocol), so without given boxes it runs twice: first on the whole image
 (letterboxed into the crop) to detect the hand and the object, then on the crop around them.
@@ -22,6 +22,7 @@ from ..geometry import (
     estimate_root_translation,
     union_box,
 )
+from ..modeling import hand_object_detections
 
 # Whole-image pass: the image's own box, unenlarged, becomes the square model input.
 _FULL_IMAGE_SCALE = 1.0
@@ -39,6 +40,10 @@ class HandObjectPredictor:
 
     def __init__(self, cfg, object_models=None):
         self.cfg = cfg.clone()
+        # Without boxes the model detects; given boxes are passed as ``detected_instances``.
+        self.cfg.defrost()
+        self.cfg.MODEL.HANDOBJ.INFERENCE_BOXES = "detected"
+        self.cfg.freeze()
         self.model = build_model(self.cfg)
         self.model.eval()
         DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
@@ -83,7 +88,7 @@ class HandObjectPredictor:
 
         Returns:
             dict with ``instances`` (detections) and ``hand_object`` (one row per hand-object
-            pair, docs/design.md) in the image's pixels; ``hand_object.root3d`` (K, 3) m is the
+            pair, docs/design.md) in the image's pixels; ``hand_object.pred_root3d`` (K, 3) m is the
             wrist in the OpenCV camera frame (least squares from joints2d and joints3d), so
             ``joints3d + root3d[:, None]`` are camera-frame joints.
         """
@@ -103,16 +108,16 @@ class HandObjectPredictor:
         ``__call__`` (only ``image`` required). Returns one output dict per request."""
         requests = [self._complete(r) for r in requests]
         to_detect = [r for r in requests if r["hand_box"] is None or r["object_box"] is None]
-        for request, output in zip(to_detect, self._run(to_detect, "detected", None)):
+        for request, output in zip(to_detect, self._run(to_detect, None)):
             request["output"] = output  # the answer when no hand-object pair is found
             pairs = output["hand_object"]
             if len(pairs):
-                request["hand_box"] = pairs.hand_boxes.tensor[0].cpu().numpy()
-                request["object_box"] = pairs.object_boxes.tensor[0].cpu().numpy()
+                request["hand_box"] = pairs.pred_hand_boxes.tensor[0].cpu().numpy()
+                request["object_box"] = pairs.pred_object_boxes.tensor[0].cpu().numpy()
             else:
                 request["hand_box"] = request["object_box"] = None
         found = [r for r in requests if r["hand_box"] is not None]
-        for request, output in zip(found, self._run(found, "given", self.crop_scale)):
+        for request, output in zip(found, self._run(found, self.crop_scale)):
             if "output" in request:  # keep the detector's view of the whole image and scores
                 detected = request["output"]
                 output["instances"] = detected["instances"]
@@ -179,16 +184,23 @@ class HandObjectPredictor:
                 record[key] = transform_box(request[key], matrix)
         return record
 
-    def _run(self, requests, inference_boxes, crop_scale):
+    def _run(self, requests, crop_scale):
+        """Model outputs on the whole images (``crop_scale`` None: detected boxes) or on the
+        crops around the requests' boxes (given as ``detected_instances``)."""
         if not requests:  # every image had given boxes, or none had a pair
             return []
         inputs = [self.model_input(r, crop_scale) for r in requests]
-        self.model.inference_boxes = inference_boxes
-        outputs = self.model(inputs)
+        given = None
+        if crop_scale is not None:
+            size = (self.crop_size, self.crop_size)
+            given = [hand_object_detections(size, x["hand_box"], x["object_box"]) for x in inputs]
+        outputs = self.model.inference(inputs, detected_instances=given)
         for request, output in zip(requests, outputs):
             pairs = output["hand_object"]
             root = estimate_root_translation(
-                pairs.joints2d.cpu().numpy(), pairs.joints3d.cpu().numpy(), request["camera_K"]
+                pairs.pred_joints2d.cpu().numpy(),
+                pairs.pred_joints3d.cpu().numpy(),
+                request["camera_K"],
             )
-            pairs.root3d = torch.as_tensor(root, dtype=torch.float32).reshape(-1, 3)
+            pairs.pred_root3d = torch.as_tensor(root, dtype=torch.float32).reshape(-1, 3)
         return outputs

@@ -123,11 +123,11 @@ class HandPoseEvaluator(DatasetEvaluator):
         for sample, output in zip(inputs, outputs):
             pair = first_pair(output)
             prediction = None
-            if pair is not None and pair.has("joints3d"):
+            if pair is not None and pair.has("pred_joints3d"):
                 prediction = {
                     name: None if value is None else value.astype(np.float32)
                     for name in ("joints3d", "vertices", "joints2d")
-                    for value in [field(pair, name)]
+                    for value in [field(pair, f"pred_{name}")]
                 }
             self._predictions[sample["image_id"]] = prediction
 

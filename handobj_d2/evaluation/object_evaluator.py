@@ -42,7 +42,7 @@ class ObjectPoseEvaluator(DatasetEvaluator):
     (ADD-S for symmetric objects), ``ADD0.1D_seen`` / ``ADD0.1D_unseen`` (means over classes),
     ``REP5px``, ``pose_valid`` (images with a pose), and over images with a pose ``ADD_mm``,
     ``reprojection_px`` and ``control_points_mm`` (FPHA-style mean control-point distance).
-    A failed PnP (``object_pose_valid`` False) or a missing prediction is a miss (infinite
+    A failed PnP (``pred_object_pose_valid`` False) or a missing prediction is a miss (infinite
     error). With ``output_dir``, the predicted poses go to ``object_poses.json``.
     """
 
@@ -59,11 +59,11 @@ class ObjectPoseEvaluator(DatasetEvaluator):
         for sample, output in zip(inputs, outputs):
             pair = first_pair(output)
             prediction = None
-            if pair is not None and pair.has("object_R") and pair.has("object_t"):
-                valid = field(pair, "object_pose_valid")
+            if pair is not None and pair.has("pred_object_R") and pair.has("pred_object_t"):
+                valid = field(pair, "pred_object_pose_valid")
                 prediction = {
-                    "object_R": field(pair, "object_R"),
-                    "object_t": field(pair, "object_t"),
+                    "object_R": field(pair, "pred_object_R"),
+                    "object_t": field(pair, "pred_object_t"),
                     "valid": bool(valid) if valid is not None else True,
                 }
             self._predictions[sample["image_id"]] = prediction

@@ -1,15 +1,19 @@
 """The hand-object model. Importing this package registers HandObjectRCNN (META_ARCH_REGISTRY),
-HandObjectROIHeads (ROI_HEADS_REGISTRY), the object decoders (OBJECT_HEAD_REGISTRY) and the
-contextual-reasoning variants."""
+HandObjectROIHeads (ROI_HEADS_REGISTRY), the hand decoders (HAND_HEAD_REGISTRY), the object
+decoders (OBJECT_HEAD_REGISTRY) and the contextual-reasoning modules
+(CONTEXTUAL_REASONING_REGISTRY)."""
 
 from .contextual_reasoning import CONTEXTUAL_REASONING_REGISTRY, build_contextual_reasoning
-from .hand_head import HandHead
+from .hand_head import HAND_HEAD_REGISTRY, HandHead, build_hand_head
 from .meta_arch import HandObjectRCNN
 from .object_head import (
     OBJECT_HEAD_REGISTRY,
     HeatmapObjectHead,
     VotingObjectHead,
     build_object_head,
+    object_targets,
+    single_candidates,
 )
 from .pnp import control_point_estimates, solve_pnp, vote_control_points
-from .roi_heads import HandObjectROIHeads, select_hand_object_pair
+from .roi_heads import HandObjectROIHeads, hand_object_detections, select_hand_object_pair
+from .test_time_augmentation import HandObjectTTA

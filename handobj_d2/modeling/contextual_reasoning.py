@@ -12,38 +12,31 @@ features are zero where the hand and object boxes do not intersect.
   attention with ``NUM_HEADS`` heads added to the query, then LayerNorm + MLP (GELU) residual;
   ``DEPTH`` such blocks.
 * "none": the object features unchanged (ablation).
+
+The modules are registered by class name in CONTEXTUAL_REASONING_REGISTRY; MODEL.HANDOBJ.CR.NAME
+takes a class name or one of the short names above (``CR_NAMES``).
 """
 
+from detectron2.config import configurable
 from detectron2.utils.registry import Registry
 from torch import nn
 from torch.nn import functional as F
 
 CONTEXTUAL_REASONING_REGISTRY = Registry("CONTEXTUAL_REASONING")
 CONTEXTUAL_REASONING_REGISTRY.__doc__ = """
-Builders of contextual reasoning modules, ``build(cfg, channels) -> nn.Module`` (registered
-with ``register_as``); the module's ``forward(query, key)`` maps
-object (query) and intersection (key) features (N, C, R, R) to (N, C, R, R).
+Contextual reasoning modules (classes, by name), built as ``cls(cfg, channels)``; the module's
+``forward(query, key)`` maps object (query) and intersection (key) features (N, C, R, R) to
+(N, C, R, R).
 """
 
-
-def register_as(name):
-    """Class decorator registering ``cls(cfg, channels)`` under ``name`` (the config value,
-    which need not be a Python identifier: "nonlocal" is a keyword)."""
-
-    def decorator(cls):
-        def build(cfg, channels):
-            return cls(cfg, channels)
-
-        build.__name__ = name
-        CONTEXTUAL_REASONING_REGISTRY.register(build)
-        return cls
-
-    return decorator
+# The config's short names of the registered classes.
+CR_NAMES = {"nonlocal": "NonLocalCR", "transformer": "TransformerCR", "none": "NoCR"}
 
 
 def build_contextual_reasoning(cfg, channels):
     """The CR module named by MODEL.HANDOBJ.CR.NAME for features with ``channels`` channels."""
-    return CONTEXTUAL_REASONING_REGISTRY.get(cfg.MODEL.HANDOBJ.CR.NAME)(cfg, channels)
+    name = cfg.MODEL.HANDOBJ.CR.NAME
+    return CONTEXTUAL_REASONING_REGISTRY.get(CR_NAMES.get(name, name))(cfg, channels)
 
 
 def _flatten(x):
@@ -51,17 +44,23 @@ def _flatten(x):
     return x.flatten(2).transpose(1, 2)
 
 
-@register_as("nonlocal")
+@CONTEXTUAL_REASONING_REGISTRY.register()
 class NonLocalCR(nn.Module):
-    def __init__(self, cfg, channels):
+    @configurable
+    def __init__(self, channels, *, reduced_channels=128):
+        """channels: feature channels C; reduced_channels: query/key/embedding width."""
         super().__init__()
-        reduced = cfg.MODEL.HANDOBJ.CR.REDUCED_CHANNELS
+        reduced = reduced_channels
         self.reduce_query = nn.Conv2d(channels, reduced, 1)
         self.reduce_key = nn.Conv2d(channels, reduced, 1)
         self.embed_key = nn.Conv2d(channels, reduced, 1)
         self.lift = nn.Sequential(nn.Conv2d(reduced, channels, 1), nn.BatchNorm2d(channels))
         nn.init.zeros_(self.lift[1].weight)
         nn.init.zeros_(self.lift[1].bias)
+
+    @classmethod
+    def from_config(cls, cfg, channels):
+        return {"channels": channels, "reduced_channels": cfg.MODEL.HANDOBJ.CR.REDUCED_CHANNELS}
 
     def synergy(self, query, key):
         """Softmax-normalised similarity of every query cell to every key cell (N, R*R, R*R)."""
@@ -114,14 +113,26 @@ class _AttentionBlock(nn.Module):
         return x.transpose(1, 2).reshape(n, c, h, w)
 
 
-@register_as("transformer")
+@CONTEXTUAL_REASONING_REGISTRY.register()
 class TransformerCR(nn.Module):
-    def __init__(self, cfg, channels):
+    @configurable
+    def __init__(self, channels, *, num_heads=1, mlp_ratio=4, depth=1):
+        """channels: feature channels C; ``depth`` attention blocks of ``num_heads`` heads and
+        an MLP of ``mlp_ratio`` x C hidden units."""
         super().__init__()
-        cr = cfg.MODEL.HANDOBJ.CR
         self.blocks = nn.ModuleList(
-            _AttentionBlock(channels, cr.NUM_HEADS, cr.MLP_RATIO) for _ in range(cr.DEPTH)
+            _AttentionBlock(channels, num_heads, mlp_ratio) for _ in range(depth)
         )
+
+    @classmethod
+    def from_config(cls, cfg, channels):
+        cr = cfg.MODEL.HANDOBJ.CR
+        return {
+            "channels": channels,
+            "num_heads": cr.NUM_HEADS,
+            "mlp_ratio": cr.MLP_RATIO,
+            "depth": cr.DEPTH,
+        }
 
     def forward(self, query, key):
         for block in self.blocks:
@@ -129,10 +140,15 @@ class TransformerCR(nn.Module):
         return query
 
 
-@register_as("none")
+@CONTEXTUAL_REASONING_REGISTRY.register()
 class NoCR(nn.Module):
-    def __init__(self, cfg, channels):
+    @configurable
+    def __init__(self, channels):
         super().__init__()
+
+    @classmethod
+    def from_config(cls, cfg, channels):
+        return {"channels": channels}
 
     def forward(self, query, key):
         return query

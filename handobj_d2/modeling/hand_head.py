@@ -1,163 +1,57 @@
-"""Hand decoder: hourglass heatmaps -> soft-argmax 2D joints, and a residual encoder + FC layers
--> 16 joint rotations (6D) + 10 shape betas -> MANO mesh.
+"""Hand decoders, registered in HAND_HEAD_REGISTRY and chosen by MODEL.HANDOBJ.HAND.NAME.
 
-Shapes, for N hand boxes, J = 21 joints and R x R ROI features (R = 32):
+``HandHead`` (the paper's): hourglass heatmaps -> soft-argmax 2D joints (modeling/heatmaps.py),
+and a residual encoder + FC layers -> 16 joint rotations (6D) + 10 shape betas -> MANO mesh.
 
-* 2D joints (N, J, 2) are normalised to the hand box: (0, 0) its top-left, (1, 1) its
-  bottom-right corner.
-* MANO outputs: ``rotmats`` (N, 16, 3, 3) relative joint rotations (global rotation first,
-  OpenCV camera frame), ``mano_shape`` (N, 10), ``vertices`` (N, 778, 3) and ``joints3d``
-  (N, J, 3) in metres, wrist at the origin.
+A hand decoder has ``forward(features (N, C, R, R)) -> dict``, ``losses(pred, instances) ->
+dict`` (``instances``: the training pairs, per image, with the ``gt_*`` fields of
+docs/design.md "Mapper output") and ``inference(pred, hand_boxes (N, 4) px) -> dict`` of the
+``pred_*`` hand fields of docs/design.md "Model output" (pixels).
+
+Shapes, for N hand boxes, J = 21 joints and R x R ROI features (R = 32): 2D joints (N, J, 2) are
+normalised to the hand box; MANO outputs: ``rotmats`` (N, 16, 3, 3) relative joint rotations
+(global rotation first, OpenCV camera frame), ``mano_shape`` (N, 10), ``vertices`` (N, 778, 3)
+and ``joints3d`` (N, J, 3) in metres, wrist at the origin.
 """
 
 import torch
+from detectron2.config import configurable
+from detectron2.utils.registry import Registry
 from torch import nn
-from torch.nn import functional as F
 
-from ..geometry import rot6d_to_matrix
+from ..constants import NUM_JOINTS
+from ..geometry import box_units_to_pixels, matrix_to_axis_angle, rot6d_to_matrix
 from ..mano import build_hand_layer
+from .heatmaps import HeatmapHead, PreActBottleneck, heatmap_confidence
+from .losses import hand_losses, loss_weights
+
+HAND_HEAD_REGISTRY = Registry("HAND_HEAD")
+HAND_HEAD_REGISTRY.__doc__ = (
+    """Hand decoders (classes, by name), built as ``head(cfg, in_channels)``."""
+)
 
 # Identity rotation in the 6D representation (first two columns of I).
 _IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 NUM_MANO_ROTATIONS = 16
 NUM_BETAS = 10
 
-
-def _conv_bn_relu(in_channels, out_channels):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.LeakyReLU()
-    )
-
-
-class PreActBottleneck(nn.Module):
-    """Pre-activation residual bottleneck: (BN, LeakyReLU, conv) x 3 with 1x1, 3x3, 1x1 kernels
-    through ``out_channels / 2`` channels; a 1x1 conv matches the skip when widths differ."""
-
-    def __init__(self, in_channels, out_channels):
-        super().__init__()
-        mid = out_channels // 2
-        layers = []
-        for cin, cout, kernel in ((in_channels, mid, 1), (mid, mid, 3), (mid, out_channels, 1)):
-            layers += [
-                nn.BatchNorm2d(cin),
-                nn.LeakyReLU(),
-                nn.Conv2d(cin, cout, kernel, padding=kernel // 2),
-            ]
-        self.body = nn.Sequential(*layers)
-        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
-
-    def forward(self, x):
-        return self.body(x) + (x if self.skip is None else self.skip(x))
+# MODEL.HANDOBJ.LOSS keys of the hand losses.
+HAND_LOSS_KEYS = (
+    "JOINTS2D",
+    "HEATMAP",
+    "VERTICES3D",
+    "JOINTS3D",
+    "MANO_POSE",
+    "MANO_SHAPE",
+    "PSEUDO_JOINTS3D",
+    "SHAPE_REGULARIZER",
+    "POSE_REGULARIZER",
+)
 
 
-class Hourglass(nn.Module):
-    """Recursive hourglass of ``depth`` levels at ``channels`` width (Newell et al. 2016):
-    each level adds a full-resolution skip to the upsampled result of the level below."""
-
-    def __init__(self, channels, depth):
-        super().__init__()
-        self.skip = PreActBottleneck(channels, channels)
-        self.down = PreActBottleneck(channels, channels)
-        self.inner = (
-            Hourglass(channels, depth - 1) if depth > 1 else PreActBottleneck(channels, channels)
-        )
-        self.up = PreActBottleneck(channels, channels)
-
-    def forward(self, x):
-        low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
-        return self.skip(x) + F.interpolate(low, scale_factor=2.0, mode="nearest")
-
-
-class HeatmapHead(nn.Module):
-    """Stacked hourglasses -> J heatmaps (spatial softmax with a learnable per-joint inverse
-    temperature, init 1) -> soft-argmax 2D joints normalised to the box.
-
-    forward(features (N, C, R, R)) -> dict with ``heatmaps``: list per stack of (N, J, R, R)
-    probability maps, ``joints2d``: list per stack of (N, J, 2), ``features``: (N, 2P, R, R)
-    the last stack's features (P = hourglass planes).
-    """
-
-    def __init__(self, in_channels, num_joints, planes, depth, stacks, resolution):
-        super().__init__()
-        if resolution % 2**depth:
-            raise ValueError(
-                f"MODEL.HANDOBJ.POOLER_RESOLUTION={resolution} must be divisible by "
-                f"2**HOURGLASS_DEPTH={2**depth}"
-            )
-        width = 2 * planes
-        self.input_proj = nn.Conv2d(in_channels, width, 1) if in_channels != width else None
-        self.stacks = nn.ModuleList(
-            nn.ModuleDict(
-                {
-                    "hourglass": Hourglass(width, depth),
-                    "residual": PreActBottleneck(width, width),
-                    "fc": _conv_bn_relu(width, width),
-                    "score": nn.Conv2d(width, num_joints, 1),
-                }
-            )
-            for _ in range(stacks)
-        )
-        # Between stacks the features and heatmaps are fed back into the next stack's input.
-        self.remap_features = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in range(stacks - 1))
-        self.remap_heatmaps = nn.ModuleList(
-            nn.Conv2d(num_joints, width, 1) for _ in range(stacks - 1)
-        )
-        self.inverse_temperature = nn.Parameter(torch.ones(num_joints))
-        centres = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
-        self.register_buffer("cell_centres", centres, persistent=False)
-
-    @classmethod
-    def from_hourglass_cfg(cls, node, in_channels, num_joints, resolution):
-        """Built from a config node's HOURGLASS_PLANES, HOURGLASS_DEPTH and HOURGLASS_STACKS
-        (MODEL.HANDOBJ.HAND or MODEL.HANDOBJ.OBJECT)."""
-        return cls(
-            in_channels,
-            num_joints,
-            node.HOURGLASS_PLANES,
-            node.HOURGLASS_DEPTH,
-            node.HOURGLASS_STACKS,
-            resolution,
-        )
-
-    def soft_argmax(self, latents):
-        """latents (N, J, R, R) -> heatmaps (N, J, R, R) that sum to 1 and their expected
-        positions, joints (N, J, 2) in [0, 1]."""
-        n, j, r, _ = latents.shape
-        scaled = latents.flatten(2) * self.inverse_temperature[:, None]
-        heatmaps = scaled.softmax(-1).view(n, j, r, r)
-        x = (heatmaps.sum(2) * self.cell_centres).sum(-1)
-        y = (heatmaps.sum(3) * self.cell_centres).sum(-1)
-        return heatmaps, torch.stack([x, y], -1)
-
-    def forward(self, x):
-        if self.input_proj is not None:
-            x = self.input_proj(x)
-        all_heatmaps, all_joints = [], []
-        for i, stack in enumerate(self.stacks):
-            y = stack["fc"](stack["residual"](stack["hourglass"](x)))
-            heatmaps, joints = self.soft_argmax(stack["score"](y))
-            all_heatmaps.append(heatmaps)
-            all_joints.append(joints)
-            if i < len(self.stacks) - 1:
-                x = x + self.remap_features[i](y) + self.remap_heatmaps[i](heatmaps)
-        return {"heatmaps": all_heatmaps, "joints2d": all_joints, "features": y}
-
-
-def squared_cell_distances(joints2d, resolution):
-    """Squared distance, in heatmap cells, from every cell centre of an R x R grid to each
-    joint: joints2d (N, J, 2) normalised to the box -> (N, J, R, R), rows along y."""
-    r = resolution
-    centres = (torch.arange(r, dtype=joints2d.dtype, device=joints2d.device) + 0.5) / r
-    dx = (centres - joints2d[..., 0:1]) * r  # (N, J, R) in cells, along x
-    dy = (centres - joints2d[..., 1:2]) * r
-    return dy[..., :, None] ** 2 + dx[..., None, :] ** 2
-
-
-def heatmap_confidence(heatmaps, joints2d, radius):
-    """Per-joint confidence in [0, 1]: the heatmap probability within ``radius`` cells of the
-    soft-argmax position. heatmaps (N, J, R, R), joints2d (N, J, 2) normalised -> (N, J)."""
-    near = squared_cell_distances(joints2d, heatmaps.shape[-1]) <= radius**2
-    return (heatmaps * near).sum((-2, -1)).clamp(0.0, 1.0)
+def build_hand_head(cfg, in_channels):
+    """The hand decoder named by MODEL.HANDOBJ.HAND.NAME."""
+    return HAND_HEAD_REGISTRY.get(cfg.MODEL.HANDOBJ.HAND.NAME)(cfg, in_channels)
 
 
 class MeshHead(nn.Module):
@@ -238,29 +132,67 @@ def scale_gradient(x, scale):
     return _ScaleGradient.apply(x, scale)
 
 
+@HAND_HEAD_REGISTRY.register()
 class HandHead(nn.Module):
     """The hand decoder: :class:`HeatmapHead` then :class:`MeshHead`; the mesh head's gradient
-    into its inputs is scaled by MODEL.HANDOBJ.HAND.MESH_INPUT_GRADIENT.
+    into its inputs is scaled by ``mesh_input_gradient``.
 
     forward(features (N, C, R, R)) -> dict with the keys of both heads (``features`` dropped).
     """
 
-    def __init__(self, cfg, in_channels):
+    @configurable
+    def __init__(
+        self,
+        *,
+        heatmap_head,
+        mesh_head,
+        loss_weights,
+        heatmap_sigma=1.0,
+        mesh_input_gradient=1.0,
+        confidence_radius=1.5,
+    ):
+        """
+        Args:
+            heatmap_head (HeatmapHead), mesh_head (MeshHead): the two stages.
+            loss_weights (dict[str, float]): weights of :func:`losses.hand_losses`.
+            heatmap_sigma (float): heatmap cells, the Gaussian of the heatmap loss.
+            mesh_input_gradient (float): scale of the mesh head's gradient into its inputs.
+            confidence_radius (float): heatmap cells, see ``heatmap_confidence``.
+        """
         super().__init__()
+        self.heatmap_head = heatmap_head
+        self.mesh_head = mesh_head
+        self.loss_weights = dict(loss_weights)
+        self.heatmap_sigma = heatmap_sigma
+        self.mesh_input_gradient = mesh_input_gradient
+        self.confidence_radius = confidence_radius
+
+    @classmethod
+    def from_config(cls, cfg, in_channels):
         hand = cfg.MODEL.HANDOBJ.HAND
         resolution = cfg.MODEL.HANDOBJ.POOLER_RESOLUTION
-        self.heatmap_head = HeatmapHead.from_hourglass_cfg(
-            hand, in_channels, hand.NUM_JOINTS, resolution
-        )
-        self.mesh_head = MeshHead(
-            hand.NUM_JOINTS,
-            2 * hand.HOURGLASS_PLANES,
-            hand.MESH_CHANNELS,
-            resolution,
-            hand.MESH_FC_DIMS,
-            build_hand_layer(cfg),
-        )
-        self.mesh_input_gradient = hand.MESH_INPUT_GRADIENT
+        return {
+            "heatmap_head": HeatmapHead(
+                in_channels,
+                NUM_JOINTS,
+                hand.HOURGLASS_PLANES,
+                hand.HOURGLASS_DEPTH,
+                hand.HOURGLASS_STACKS,
+                resolution,
+            ),
+            "mesh_head": MeshHead(
+                NUM_JOINTS,
+                2 * hand.HOURGLASS_PLANES,
+                hand.MESH_CHANNELS,
+                resolution,
+                hand.MESH_FC_DIMS,
+                build_hand_layer(cfg),
+            ),
+            "loss_weights": loss_weights(cfg, HAND_LOSS_KEYS),
+            "heatmap_sigma": cfg.MODEL.HANDOBJ.LOSS.HEATMAP_SIGMA,
+            "mesh_input_gradient": hand.MESH_INPUT_GRADIENT,
+            "confidence_radius": hand.CONFIDENCE_RADIUS,
+        }
 
     def forward(self, features):
         out = self.heatmap_head(features)
@@ -269,3 +201,23 @@ class HandHead(nn.Module):
             self.mesh_head(*(scale_gradient(x, self.mesh_input_gradient) for x in mesh_inputs))
         )
         return out
+
+    def losses(self, pred, instances):
+        """Losses of :func:`losses.hand_losses` against the pairs' ground truth."""
+        return hand_losses(
+            pred, instances, self.loss_weights, self.mesh_head.hand_layer, self.heatmap_sigma
+        )
+
+    def inference(self, pred, hand_boxes):
+        """``pred_*`` hand fields (docs/design.md "Model output") for hand boxes (N, 4) px."""
+        joints2d = pred["joints2d"][-1]
+        return {
+            "pred_joints2d": box_units_to_pixels(joints2d, hand_boxes),
+            "pred_joints2d_conf": heatmap_confidence(
+                pred["heatmaps"][-1], joints2d, self.confidence_radius
+            ),
+            "pred_mano_pose": matrix_to_axis_angle(pred["rotmats"]).flatten(1),
+            "pred_mano_shape": pred["mano_shape"],
+            "pred_joints3d": pred["joints3d"],
+            "pred_vertices": pred["vertices"],
+        }

@@ -1,4 +1,5 @@
-"""Losses of the pose heads (weights in MODEL.HANDOBJ.LOSS).
+"""Losses of the pose heads (weights in MODEL.HANDOBJ.LOSS, passed as floats keyed by the
+lower-case key name, e.g. ``{"joints2d": 100.0}``).
 
 Every loss is a mean over the samples that carry its label: a per-sample loss (the mean over the
 sample's elements, as ``F.mse_loss`` / ``F.l1_loss`` take it) is multiplied by the sample's
@@ -7,9 +8,15 @@ labelled samples. A batch without the label gives a zero loss that keeps the gra
 """
 
 import torch
+from detectron2.layers import cat
 
-from ..geometry import axis_angle_to_matrix
-from .hand_head import squared_cell_distances
+from ..geometry import axis_angle_to_matrix, pixels_to_box_units
+from .heatmaps import squared_cell_distances
+
+
+def loss_weights(cfg, keys):
+    """{key.lower(): float} of the MODEL.HANDOBJ.LOSS ``keys``."""
+    return {key.lower(): float(cfg.MODEL.HANDOBJ.LOSS[key]) for key in keys}
 
 
 def labelled_mean(per_sample, weights):
@@ -53,66 +60,74 @@ def stacked_heatmap_divergence(heatmaps, points, sigma):
     return divergence, valid
 
 
-def hand_losses(pred, gt, weights, loss_cfg, hand_layer):
+def hand_losses(pred, instances, loss_weights, hand_layer, heatmap_sigma):
     """Losses of the hand decoder.
 
     Args:
         pred: the HandHead outputs (``heatmaps`` and ``joints2d`` lists per stack, ``rotmats``,
-            ``mano_shape``, ``vertices``, ``joints3d``).
-        gt: dict of tensors over the N samples: ``joints2d`` (N, J, 2) normalised to the hand
-            box, ``joints3d`` (N, J, 3) metres root-relative, ``mano_pose`` (N, 48),
-            ``mano_shape`` (N, 10), and bool masks ``has_hand``, ``has_joints2d``, ``has_joints3d``,
-            ``has_mano``.
-        weights: (N,) per-sample loss weights.
-        loss_cfg: MODEL.HANDOBJ.LOSS.
+            ``mano_shape``, ``vertices``, ``joints3d``), rows in the order of ``instances``.
+        instances (list[Instances]): per image the training pairs with ``gt_hand_boxes``,
+            ``gt_joints2d`` (px), ``gt_joints3d`` (m, root-relative), ``gt_mano_pose``,
+            ``gt_mano_shape``, ``gt_loss_weight`` and the flags ``gt_has_hand``,
+            ``gt_has_joints2d``, ``gt_has_joints3d``, ``gt_has_mano``.
+        loss_weights (dict[str, float]): ``joints2d``, ``heatmap``, ``vertices3d``,
+            ``joints3d``, ``mano_pose``, ``mano_shape``, ``pseudo_joints3d``,
+            ``shape_regularizer``, ``pose_regularizer``.
         hand_layer: the model's HandLayer (ground-truth vertices from ground-truth MANO).
+        heatmap_sigma (float): heatmap cells, the Gaussian of the heatmap loss.
 
-    With 2D joints: the 2D joint loss and, when LOSS.HEATMAP > 0, the heatmap divergence.
+    With 2D joints: the 2D joint loss and, when ``heatmap`` > 0, the heatmap divergence.
     With MANO labels: 2D joints, vertices, 3D joints, pose rotation matrices and shape. With
     3D joints only (pseudo-labels): 2D joints, 3D joints and regularisers pulling the shape to
     the mean and the finger rotations to the flat hand (identity).
     """
-    has_hand = gt["has_hand"].float()
-    has_mano = gt["has_mano"].float() * has_hand
-    joints_only = gt["has_joints3d"].float() * (1 - has_mano) * has_hand
-    joints2d = torch.stack([_mse(j, gt["joints2d"]) for j in pred["joints2d"]]).mean(0)
-    has_joints2d = weights * has_hand * gt["has_joints2d"].float()
-    losses = {
-        "loss_joints2d": loss_cfg.JOINTS2D * labelled_mean(joints2d, has_joints2d),
-    }
-    if loss_cfg.HEATMAP > 0:
-        divergence, _ = stacked_heatmap_divergence(
-            pred["heatmaps"], gt["joints2d"], loss_cfg.HEATMAP_SIGMA
-        )
-        losses["loss_heatmap"] = loss_cfg.HEATMAP * labelled_mean(divergence, has_joints2d)
+    w = loss_weights
+
+    def field(name):
+        return cat([x.get(name) for x in instances])
+
+    weights = field("gt_loss_weight")
+    has_hand = field("gt_has_hand").float()
+    has_mano = field("gt_has_mano").float() * has_hand
+    has_joints3d = field("gt_has_joints3d")
+    joints_only = has_joints3d.float() * (1 - has_mano) * has_hand
+    gt_joints2d = pixels_to_box_units(
+        field("gt_joints2d"), cat([x.gt_hand_boxes.tensor for x in instances])
+    )
+    gt_mano_shape = field("gt_mano_shape")
+    joints2d = torch.stack([_mse(j, gt_joints2d) for j in pred["joints2d"]]).mean(0)
+    has_joints2d = weights * has_hand * field("gt_has_joints2d").float()
+    losses = {"loss_joints2d": w["joints2d"] * labelled_mean(joints2d, has_joints2d)}
+    if w["heatmap"] > 0:
+        divergence, _ = stacked_heatmap_divergence(pred["heatmaps"], gt_joints2d, heatmap_sigma)
+        losses["loss_heatmap"] = w["heatmap"] * labelled_mean(divergence, has_joints2d)
     with torch.no_grad():
-        gt_rotmats = axis_angle_to_matrix(gt["mano_pose"].view(-1, 16, 3))
-        gt_vertices, gt_mano_joints = hand_layer.forward_rotmats(gt_rotmats, gt["mano_shape"])
-        has_joints3d = gt["has_joints3d"].view(-1, 1, 1)
-        gt_joints3d = torch.where(has_joints3d, gt["joints3d"], gt_mano_joints)
-    joints3d_weights = loss_cfg.JOINTS3D * has_mano + loss_cfg.PSEUDO_JOINTS3D * joints_only
+        gt_rotmats = axis_angle_to_matrix(field("gt_mano_pose").view(-1, 16, 3))
+        gt_vertices, gt_mano_joints = hand_layer.forward_rotmats(gt_rotmats, gt_mano_shape)
+        gt_joints3d = torch.where(has_joints3d.view(-1, 1, 1), field("gt_joints3d"), gt_mano_joints)
+    joints3d_weights = w["joints3d"] * has_mano + w["pseudo_joints3d"] * joints_only
     eye = torch.eye(3, dtype=pred["rotmats"].dtype, device=pred["rotmats"].device)
     losses.update(
         {
-            "loss_vertices3d": loss_cfg.VERTICES3D
+            "loss_vertices3d": w["vertices3d"]
             * labelled_mean(_mse(pred["vertices"], gt_vertices), weights * has_mano),
             "loss_joints3d": labelled_mean(
                 _mse(pred["joints3d"], gt_joints3d), weights * joints3d_weights
             ),
-            "loss_mano_pose": loss_cfg.MANO_POSE
+            "loss_mano_pose": w["mano_pose"]
             * labelled_mean(_mse(pred["rotmats"], gt_rotmats), weights * has_mano),
-            "loss_mano_shape": loss_cfg.MANO_SHAPE
-            * labelled_mean(_mse(pred["mano_shape"], gt["mano_shape"]), weights * has_mano),
-            "loss_shape_regularizer": loss_cfg.SHAPE_REGULARIZER
+            "loss_mano_shape": w["mano_shape"]
+            * labelled_mean(_mse(pred["mano_shape"], gt_mano_shape), weights * has_mano),
+            "loss_shape_regularizer": w["shape_regularizer"]
             * labelled_mean(pred["mano_shape"].square().mean(1), weights * joints_only),
-            "loss_pose_regularizer": loss_cfg.POSE_REGULARIZER
+            "loss_pose_regularizer": w["pose_regularizer"]
             * labelled_mean(_mse(pred["rotmats"][:, 1:], eye), weights * joints_only),
         }
     )
     return losses
 
 
-def voting_losses(pred, gt_points, masks, weights, loss_cfg):
+def voting_losses(pred, gt_points, masks, weights, loss_weights):
     """Losses of the voting object decoder.
 
     Args:
@@ -120,6 +135,7 @@ def voting_losses(pred, gt_points, masks, weights, loss_cfg):
         gt_points: (N, P, 2) control points normalised to the object box.
         masks: (N, R, R) bool, the object's mask pooled to the object box grid.
         weights: (N,) per-sample weights, 0 for samples without an object pose.
+        loss_weights (dict[str, float]): ``object_coords``, ``object_confidence``.
 
     Coordinates: L1 (|dx| + |dy|) inside the mask, averaged over all cells and points.
     Confidence: L1 to exp(-||pred - gt||) inside the mask (no gradient) and to 0 outside.
@@ -130,13 +146,14 @@ def voting_losses(pred, gt_points, masks, weights, loss_cfg):
         conf_target = torch.exp(-error.norm(dim=-1)) * inside[..., 0]
     conf_error = (pred["confidence"] - conf_target).abs().flatten(1).mean(1)
     return {
-        "loss_object_coords": loss_cfg.OBJECT_COORDS
+        "loss_object_coords": loss_weights["object_coords"]
         * labelled_mean(error.abs().sum(-1).flatten(1).mean(1), weights),
-        "loss_object_confidence": loss_cfg.OBJECT_CONFIDENCE * labelled_mean(conf_error, weights),
+        "loss_object_confidence": loss_weights["object_confidence"]
+        * labelled_mean(conf_error, weights),
     }
 
 
-def control_point_heatmap_losses(pred, gt_points, weights, loss_cfg):
+def control_point_heatmap_losses(pred, gt_points, weights, loss_weights, sigma):
     """Losses of the heatmap object decoder, averaged over its stacks.
 
     Args:
@@ -144,19 +161,20 @@ def control_point_heatmap_losses(pred, gt_points, weights, loss_cfg):
             ``control_points`` (per stack (N, P, 2) normalised to the object box).
         gt_points: (N, P, 2) control points normalised to the object box.
         weights: (N,) per-sample weights, 0 for samples without an object pose.
+        loss_weights (dict[str, float]): ``object_heatmap``, ``object_points``.
+        sigma (float): heatmap cells.
 
-    Heatmaps: KL divergence from a Gaussian of LOSS.HEATMAP_SIGMA cells at each control point.
+    Heatmaps: KL divergence from a Gaussian of ``sigma`` cells at each control point.
     Positions: L1 (|dx| + |dy|) of the soft-argmax, in object-box units. Both over the points
     whose Gaussian reaches the grid (a control point far outside the box has no target).
     """
-    divergence, valid = stacked_heatmap_divergence(
-        pred["heatmaps"], gt_points, loss_cfg.HEATMAP_SIGMA
-    )
+    divergence, valid = stacked_heatmap_divergence(pred["heatmaps"], gt_points, sigma)
     counts = valid.sum(1).clamp_min(1)
     position = torch.stack(
         [((p - gt_points).abs().sum(-1) * valid).sum(1) / counts for p in pred["control_points"]]
     )
     return {
-        "loss_object_heatmap": loss_cfg.OBJECT_HEATMAP * labelled_mean(divergence, weights),
-        "loss_object_points": loss_cfg.OBJECT_POINTS * labelled_mean(position.mean(0), weights),
+        "loss_object_heatmap": loss_weights["object_heatmap"] * labelled_mean(divergence, weights),
+        "loss_object_points": loss_weights["object_points"]
+        * labelled_mean(position.mean(0), weights),
     }

@@ -17,7 +17,7 @@ hand box and score, and the box and score of the object that hand is in contact 
 
 Data distillation (``SEMI.MODE`` "distillation", Radosavovic et al. 2018): each frame is predicted
 under every transform of SEMI.DISTILLATION_SCALES x SEMI.DISTILLATION_ROTATIONS and the
-predictions are averaged. A transform (s, a) crops s x INPUT.HANDOBJ.CROP_SCALE x the fused box
+predictions are averaged (``modeling.HandObjectTTA``). A transform (s, a) crops s x INPUT.HANDOBJ.CROP_SCALE x the fused box
 and rotates the image by a degrees (counter-clockwise as displayed) about the crop centre. 2D
 outputs come back in the frame's pixels through the inverse of the input transform; the 3D
 root-relative joints are turned back by the inverse camera roll. Rotating an image by
@@ -35,10 +35,10 @@ import os
 
 import cv2
 import numpy as np
-import torch
 
 from ..engine.predictor import HandObjectPredictor
 from ..geometry import union_box
+from ..modeling import HandObjectTTA
 from .pseudo_labels import filter_names
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class Teacher:
         self.boxes = boxes
         self.camera_K = None if camera_K is None else np.asarray(camera_K, dtype=np.float64)
         self.transforms = None if transforms is None else list(transforms)
-        self.batch_size = max(1, int(batch_size))
+        self.tta = HandObjectTTA(predictor.model, batch_size)
         self._warned_videos = set()
 
     @property
@@ -196,9 +196,12 @@ class Teacher:
                 continue
             out.append(
                 {
-                    "hand_box": pairs.hand_boxes.tensor[0].cpu().numpy().astype(np.float64),
+                    "hand_box": pairs.pred_hand_boxes.tensor[0].cpu().numpy().astype(np.float64),
                     "hand_score": float(pairs.hand_scores[0]),
-                    "object_box": pairs.object_boxes.tensor[0].cpu().numpy().astype(np.float64),
+                    "object_box": pairs.pred_object_boxes.tensor[0]
+                    .cpu()
+                    .numpy()
+                    .astype(np.float64),
                     "object_score": float(pairs.object_scores[0]),
                 }
             )
@@ -216,27 +219,14 @@ class Teacher:
 
     def _averaged_poses(self, requests, detections):
         """Predictions averaged over ``transforms`` (data distillation)."""
-        inputs = [
-            self._transformed_input(request, detection, scale, degrees)
+        views = [
+            [
+                self._transformed_input(request, detection, scale, degrees)
+                for scale, degrees in self.transforms
+            ]
             for request, detection in zip(requests, detections)
-            for scale, degrees in self.transforms
         ]
-        outputs = []
-        model = self.predictor.model
-        model.inference_boxes = "given"
-        with torch.no_grad():
-            for start in range(0, len(inputs), self.batch_size):
-                outputs += model([record for record, _ in inputs[start : start + self.batch_size]])
-        n = len(self.transforms)
-        poses = []
-        for frame in range(len(requests)):
-            views = []
-            for (_, roll), output in zip(inputs[frame * n : (frame + 1) * n], outputs[frame * n :]):
-                pose = _pose_fields(output["hand_object"])
-                pose["joints3d"] = pose["joints3d"] @ roll  # rows: X = Rz^T X'
-                views.append(pose)
-            poses.append({key: np.mean([v[key] for v in views], 0) for key in views[0]})
-        return poses
+        return [_pose_fields(fields) for fields in self.tta(views)]
 
     def _transformed_input(self, request, detection, scale, degrees):
         """Model input of one transform: the frame rotated by ``degrees`` about the centre of
@@ -253,12 +243,14 @@ class Teacher:
 
 
 def _pose_fields(pairs):
-    """joints2d (21, 2) px, root-relative joints3d (21, 3) m and mano_shape (10,) of row 0."""
-    joints3d = pairs.joints3d[0].cpu().numpy().astype(np.float64)
+    """joints2d (21, 2) px, root-relative joints3d (21, 3) m and mano_shape (10,) of row 0 of
+    the ``pred_*`` fields of ``pairs`` (Instances or dict)."""
+    fields = pairs if isinstance(pairs, dict) else pairs.get_fields()
+    joints3d = fields["pred_joints3d"][0].cpu().numpy().astype(np.float64)
     return {
-        "joints2d": pairs.joints2d[0].cpu().numpy().astype(np.float64),
+        "joints2d": fields["pred_joints2d"][0].cpu().numpy().astype(np.float64),
         "joints3d": joints3d - joints3d[:1],
-        "mano_shape": pairs.mano_shape[0].cpu().numpy().astype(np.float64),
+        "mano_shape": fields["pred_mano_shape"][0].cpu().numpy().astype(np.float64),
     }
 
 

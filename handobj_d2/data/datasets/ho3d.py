@@ -1,4 +1,4 @@
-"""HO3D v2 / v3 (Hampali et al., CVPR 2020) in its released layout (SPEC.md "HO3D"):
+"""HO3D v2 / v3 (Hampali et al., CVPR 2020) in its released layout:
 
     <root>/train.txt, <root>/evaluation.txt                "sequence/frame_id" per line
     <root>/{train,evaluation}/<seq>/rgb/<id>.png|jpg        v2: png, v3: jpg

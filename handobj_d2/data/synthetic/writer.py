@@ -1,4 +1,4 @@
-"""Writing synthetic frames as an HO3D tree (SPEC.md "HO3D").
+"""Writing synthetic frames as an HO3D tree (the layout of handobj_d2/data/datasets/ho3d.py).
 
     <root>/train.txt, <root>/evaluation.txt             "sequence/frame_id" lines
     <root>/{train,evaluation}/<seq>/rgb/<id>.png         RGB images
