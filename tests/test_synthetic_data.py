@@ -16,9 +16,10 @@ from scipy.spatial import cKDTree
 
 from handobj_d2.data.segmentation import SEGMENTATION_DECODERS
 from handobj_d2.data.synthetic.scene import MAX_TILT, MAX_TURN, sample_hand_rotation
-from handobj_d2.data.video import find_videos, read_image
+from handobj_d2.data.video import find_videos
 from handobj_d2.geometry import HO3D_TO_MANOPTH, JOINT_PARENTS, MANOPTH_TO_HO3D
 from handobj_d2.mano import ManoLayer
+from handobj_d2.utils.io import read_image
 
 WIDTH, HEIGHT = 256, 192
 FLIP = np.array([1.0, -1.0, -1.0])  # OpenGL <-> OpenCV

@@ -15,8 +15,8 @@ import pytest
 import torch
 import trimesh
 
-from handobj_d2.data.video import read_image
 from handobj_d2.engine import HandObjectPredictor, setup_cfg
+from handobj_d2.utils.io import read_image
 from tools.demo import main as demo_main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, read_image
+from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource
 from ..geometry import default_intrinsics
 from ..mesh_io import export_mesh
+from ..utils.io import read_image
 from ..visualization import draw_hand_object
 
 logger = logging.getLogger(__name__)

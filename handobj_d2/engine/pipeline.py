@@ -11,7 +11,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils.logger import setup_logger
 
 from ..data.synthetic import SUMMARY_FILE, generate_dataset
-from ..semi.pseudo_labels import write_atomically
+from ..utils.io import write_atomically
 from .trainer import HandObjectTrainer
 
 logger = logging.getLogger(__name__)
