@@ -171,6 +171,15 @@ def backproject_points(pixels, depth, K):
     return rays * np.asarray(depth, dtype=np.float64)[:, None]
 
 
+def intrinsics_matrix(intrinsics):
+    """Camera matrix (3, 3) px from [fx, fy, cx, cy] (pixels); a ValueError unless both focal
+    lengths are positive."""
+    fx, fy, cx, cy = intrinsics
+    if fx <= 0 or fy <= 0:
+        raise ValueError(f"intrinsics: focal lengths must be positive, got {fx}, {fy}")
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
 def default_intrinsics(width, height):
     """Camera matrix (3, 3) px assumed for images without intrinsics: focal = the longer image
     side in pixels (about a 53-degree field of view), principal point at the image centre."""

@@ -16,6 +16,11 @@ from scipy.spatial import cKDTree
 
 from handobj_d2.data.segmentation import SEGMENTATION_DECODERS
 from handobj_d2.data.synthetic.scene import MAX_TILT, MAX_TURN, sample_hand_rotation
+from handobj_d2.data.synthetic.videos import (
+    ground_truth_joints,
+    read_video_ground_truth,
+    video_ground_truth_boxes,
+)
 from handobj_d2.data.video import find_videos
 from handobj_d2.geometry import HO3D_TO_MANOPTH, JOINT_PARENTS, MANOPTH_TO_HO3D
 from handobj_d2.mano import ManoLayer
@@ -280,6 +285,20 @@ def test_video_frames_change_smoothly(dataset):
     # Pseudo-label ground truth is kept apart from the labeled splits.
     listed = " ".join(_names(dataset, "train") + _names(dataset, "evaluation"))
     assert video.name not in listed
+
+
+def test_video_ground_truth_reads_back_as_joints_and_boxes(dataset):
+    (video,) = find_videos([str(dataset / "videos")])
+    metas = read_video_ground_truth(str(dataset), video.name)
+    boxes = video_ground_truth_boxes(str(dataset))
+    assert list(boxes) == [video.name] and list(boxes[video.name]) == [str(i) for i in range(6)]
+    for index, meta in enumerate(metas):
+        joints = ground_truth_joints(meta)  # OpenCV, manopth order
+        np.testing.assert_allclose(joints[MANOPTH_TO_HO3D], meta["handJoints3D"] * FLIP)
+        for part, points in (("hand", meta["handJoints3D"]), ("object", meta["objCorners3D"])):
+            pixels = _project(points, meta["camMat"])
+            expected = [*pixels.min(0), *pixels.max(0), 1.0]  # tight box, score 1
+            np.testing.assert_allclose(boxes[video.name][str(index)][part], expected)
 
 
 def test_same_arguments_give_identical_annotations(dataset, tmp_path):
