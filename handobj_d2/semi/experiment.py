@@ -207,7 +207,7 @@ class Experiment:
 
     def train(self, name, iters, *opts):
         """Train (or resume) a model in DIR/seed_k/<name>; returns its final weights."""
-        logger.info(f"seed {self.seed}: training {name} for {iters} iterations")
+        logger.info(f"seed {self.seed}: {name}, {iters} training iterations")
         cfg = self.cfg(
             "DATASETS.TRAIN", f"('{self.labeled}',)", "OUTPUT_DIR", os.path.join(self.dir, name),
             "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", f"({int(0.8 * iters)},)",
