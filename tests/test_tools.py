@@ -179,12 +179,13 @@ def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path):
 
     # No detection passes an impossible score threshold: "no hand", exit status 2.
     image = _eval_image(tiny_synthetic_root)
+    no_detection = ["MODEL.HANDOBJ.DETECTION_SCORE_THRESH", "1.01"]
     code, err = _demo(tiny_synthetic_root.parent, "--input", str(image), "--output",
-                      str(tmp_path / "nohand"), "MODEL.HANDOBJ.DETECTION_SCORE_THRESH", "1.01")  # fmt: skip
+                      str(tmp_path / "nohand"), *no_detection)  # fmt: skip
     assert code == 2
     assert f"no hand found in {image}" in err
     assert (tmp_path / "nohand" / f"{image.stem}.jpg").exists()
-    nohand = setup_cfg(CONFIG, ["MODEL.HANDOBJ.DETECTION_SCORE_THRESH", "1.01"])
+    nohand = setup_cfg(CONFIG, no_detection)
     assert run_demo(nohand, [str(image)], str(tmp_path / "nohand")) == [str(image)]
 
 

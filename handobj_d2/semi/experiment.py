@@ -58,12 +58,7 @@ from ..engine import setup_cfg
 from ..engine.pipeline import ensure_synthetic_dataset, evaluate_model, train_model
 from ..evaluation.hand_evaluator import PER_FRAME_FILE
 from ..evaluation.metrics import point_distances, procrustes_align
-from ..evaluation.statistics import (
-    mean_std,
-    paired_difference,
-    pooled_difference,
-    rank_correlation,
-)
+from ..evaluation.statistics import mean_std, paired_difference, pooled_difference, rank_correlation
 from ..geometry import project_points
 from ..utils.io import same_settings, write_atomically
 from .pseudo_labels import PseudoLabelGenerator
