@@ -148,6 +148,14 @@ def project_to_rotation(matrix):
 # Cameras
 
 
+def roll_matrix(angle):
+    """Camera roll: rotation (3, 3) numpy by ``angle`` radians about the optical (z) axis. The
+    image of a rolled camera turns by ``-angle`` about the principal point: pixels move by
+    ``K @ roll_matrix(angle) @ K^-1`` (an in-plane rotation for square pixels)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def project_points(points, K):
     """Pinhole projection. points (..., N, 3) in the camera frame (OpenCV, z > 0), K (..., 3, 3)
     -> pixels (..., N, 2). Works on numpy arrays and torch tensors."""
@@ -161,6 +169,15 @@ def backproject_points(pixels, depth, K):
     pixels = np.asarray(pixels, dtype=np.float64)
     rays = np.concatenate([pixels, np.ones_like(pixels[:, :1])], 1) @ np.linalg.inv(K).T
     return rays * np.asarray(depth, dtype=np.float64)[:, None]
+
+
+def intrinsics_matrix(intrinsics):
+    """Camera matrix (3, 3) px from [fx, fy, cx, cy] (pixels); a ValueError unless both focal
+    lengths are positive."""
+    fx, fy, cx, cy = intrinsics
+    if fx <= 0 or fy <= 0:
+        raise ValueError(f"intrinsics: focal lengths must be positive, got {fx}, {fy}")
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
 
 
 def default_intrinsics(width, height):

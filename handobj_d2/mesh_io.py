@@ -1,10 +1,11 @@
 """Triangle mesh files (.obj, .ply) through trimesh: export (atomic) and load."""
 
 import os
-import tempfile
 
 import numpy as np
 import trimesh
+
+from .utils.io import atomic_file
 
 MESH_FORMATS = ("obj", "ply")
 
@@ -46,16 +47,8 @@ def export_mesh(path, vertices, faces, vertex_colors=None):
         if vertex_colors.dtype != np.uint8:
             vertex_colors = np.round(np.clip(vertex_colors, 0, 1) * 255).astype(np.uint8)
     mesh = trimesh.Trimesh(vertices, faces, vertex_colors=vertex_colors, process=False)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=f".{file_format}.tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            mesh.export(f, file_type=file_format)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_file(path) as f:
+        mesh.export(f, file_type=file_format)
     return path
 
 

@@ -129,3 +129,14 @@ def test_root_translation_is_recovered_from_exact_projections():
     np.testing.assert_allclose(
         g.estimate_root_translation(joints2d[0], joints[0], K), translation[0], atol=1e-9
     )
+
+
+def test_camera_roll_turns_the_image_as_opencv_rotates_it():
+    import cv2
+
+    np.testing.assert_allclose(g.roll_matrix(np.pi / 2) @ [1.0, 0, 0], [0, 1, 0], atol=1e-12)
+    # A camera rolled by -a sees its image turned by a degrees (counter-clockwise as displayed)
+    # about the principal point: K Rz K^-1 is OpenCV's rotation matrix for square pixels.
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    pixels = K @ g.roll_matrix(-np.radians(30.0)) @ np.linalg.inv(K)
+    np.testing.assert_allclose(pixels[:2], cv2.getRotationMatrix2D((320, 240), 30.0, 1.0))

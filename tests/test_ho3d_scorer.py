@@ -2,16 +2,19 @@
 challenge's formulas (its eval.py / eval_util.py: scipy's orthogonal Procrustes with 1e-8 added
 to the norms, all-pairs nearest neighbours, per-keypoint PCK loops), and closed forms."""
 
-import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.distance import cdist
 from scipy.spatial.transform import Rotation
+
+from handobj_d2.evaluation.ho3d_scorer import evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = [
@@ -20,15 +23,6 @@ KEYS = [
     "mesh_al_mean3d", "mesh_al_auc3d", "f_score_5", "f_al_score_5", "f_score_15",
     "f_al_score_15",
 ]  # fmt: skip
-
-
-def _cli():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_ho3d", os.path.join(ROOT, "tools", "evaluate_ho3d.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,7 +169,7 @@ def _reference_scores(gt_joints, gt_vertices, pred_joints, pred_vertices):
 def test_scores_match_the_reference_for_mano_meshes(tmp_path):
     data = _dataset(seed=0)
     _write(tmp_path / "in", *data)
-    assert _cli()([str(tmp_path / "in"), str(tmp_path / "out")]) == 0
+    evaluate(str(tmp_path / "in"), str(tmp_path / "out"))
     scores = _read_scores(tmp_path / "out" / "scores.txt")
     expected = _reference_scores(*data)
     for key in KEYS:
@@ -201,8 +195,7 @@ def test_non_mano_meshes_score_like_the_challenge(tmp_path):
     os.rename(tmp_path / "ref", tmp_path / "in" / "ref")
     os.makedirs(tmp_path / "in" / "res")
     os.rename(tmp_path / "in" / "ref" / "mine.json", tmp_path / "in" / "res" / "mine.json")
-    args = [str(tmp_path / "in"), str(tmp_path / "out"), "--pred-file-name", "mine.json"]
-    assert _cli()(args + ["--version", "v3"]) == 0
+    evaluate(str(tmp_path / "in"), str(tmp_path / "out"), "mine.json", version="v3")
     scores = _read_scores(tmp_path / "out" / "scores.txt")
     expected = _reference_scores(gt_joints, gt_vertices, pred_joints, pred_vertices)
     for key in KEYS:
@@ -215,7 +208,7 @@ def test_non_mano_meshes_score_like_the_challenge(tmp_path):
 def test_closed_forms_identity_and_constant_offset(tmp_path):
     gt_joints, gt_vertices, _, _ = _dataset(seed=2, per_level=1)
     _write(tmp_path / "same", gt_joints, gt_vertices, gt_joints, gt_vertices)
-    assert _cli()([str(tmp_path / "same"), str(tmp_path / "same_out")]) == 0
+    evaluate(str(tmp_path / "same"), str(tmp_path / "same_out"))
     scores = _read_scores(tmp_path / "same_out" / "scores.txt")
     for key in KEYS:
         perfect = 0.0 if "mean3d" in key else 1.0
@@ -228,7 +221,7 @@ def test_closed_forms_identity_and_constant_offset(tmp_path):
     # Everything shifted by 1.2 cm: raw errors 1.2 cm, aligned ones 0.
     offset = np.array([0.0, 0.012, 0.0])
     _write(tmp_path / "shift", gt_joints, gt_vertices, gt_joints + offset, gt_vertices + offset)
-    assert _cli()([str(tmp_path / "shift"), str(tmp_path / "shift_out")]) == 0
+    evaluate(str(tmp_path / "shift"), str(tmp_path / "shift_out"))
     scores = _read_scores(tmp_path / "shift_out" / "scores.txt")
     assert scores["xyz_mean3d"] == pytest.approx(1.2, abs=1e-6)
     assert scores["mesh_mean3d"] == pytest.approx(1.2, abs=1e-6)
@@ -240,40 +233,42 @@ def test_closed_forms_identity_and_constant_offset(tmp_path):
         assert scores[key] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+def test_bad_inputs_give_clear_errors(tmp_path):
     gt_joints, gt_vertices, pred_joints, pred_vertices = _dataset(seed=3, per_level=1)
     folder = str(tmp_path / "in")
-    main = _cli()
+    out = str(tmp_path / "out")
+
+    def error(*texts):
+        with pytest.raises((OSError, ValueError)) as raised:
+            evaluate(folder, out)
+        for text in texts:
+            assert text in str(raised.value)
 
     _write(folder, gt_joints, gt_vertices, pred_joints[:-1], pred_vertices)
-    assert main([folder, str(tmp_path / "out")]) == 1
-    message = capsys.readouterr().err
-    assert "pred.json has 4 joint predictions" in message and "evaluation_xyz.json" in message
+    error("pred.json has 4 joint predictions", "evaluation_xyz.json")
+    # the command line: exit status 1 and the message, no traceback
+    tool = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "evaluate_ho3d.py"), folder,
+                           out], capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert tool.returncode == 1
+    assert "pred.json has 4 joint predictions" in tool.stderr and "Traceback" not in tool.stderr
 
     bad = pred_joints.tolist()
     bad[2] = bad[2][:20]
     with open(os.path.join(folder, "pred.json"), "w") as f:
         json.dump([bad, pred_vertices.tolist()], f)
-    assert main([folder, str(tmp_path / "out")]) == 1
-    assert "pred.json: joint predictions 2 has shape (20, 3), expected (21, 3)" in (
-        capsys.readouterr().err
-    )
+    error("pred.json: joint predictions 2 has shape (20, 3), expected (21, 3)")
 
     with open(os.path.join(folder, "pred.json"), "w") as f:
         f.write("[[1, 2")
-    assert main([folder, str(tmp_path / "out")]) == 1
-    assert "pred.json: not valid JSON" in capsys.readouterr().err
+    error("pred.json: not valid JSON")
 
     bad = pred_vertices.copy()
     bad[1, 7, 2] = np.nan
     _write(folder, gt_joints, gt_vertices, pred_joints, bad)
-    assert main([folder, str(tmp_path / "out")]) == 1
-    assert "vertex predictions 1 holds NaN or infinite values" in capsys.readouterr().err
+    error("vertex predictions 1 holds NaN or infinite values")
 
     _write(folder, gt_joints, gt_vertices[:-1], pred_joints, pred_vertices)
-    assert main([folder, str(tmp_path / "out")]) == 1
-    assert "evaluation_verts.json has 4 samples but" in capsys.readouterr().err
+    error("evaluation_verts.json has 4 samples but")
 
     os.remove(os.path.join(folder, "evaluation_xyz.json"))
-    assert main([folder, str(tmp_path / "out")]) == 1
-    assert "evaluation_xyz.json: file not found" in capsys.readouterr().err
+    error("evaluation_xyz.json: file not found")

@@ -156,3 +156,18 @@ def test_reprojection_error_of_a_lateral_shift():
     expected = np.mean(600.0 * delta / (0.6 + points[:, 2]))
     error = metrics.reprojection_error(R, t + [delta, 0, 0], R, t, points, K)
     assert error[0] == pytest.approx(expected)
+
+
+def test_seed_statistics_and_rank_correlation():
+    from handobj_d2.evaluation.statistics import mean_std, paired_difference, rank_correlation
+
+    # 1, 2, 6: mean 3, sample variance (4 + 1 + 9) / 2 = 7
+    assert mean_std([1.0, 2.0, 6.0]) == {"mean": 3.0, "std": pytest.approx(7**0.5), "n": 3}
+    assert mean_std([4.0]) == {"mean": 4.0, "std": 0.0, "n": 1}
+    one = paired_difference([2.0], [1.0])
+    assert one["mean"] == 1.0 and one["n"] == 1 and np.isnan(one["se"])
+    # ranks 1 2 3 4 against 2 1 4 3: sum of squared rank differences 4, rho = 1 - 6 * 4 / 60
+    assert rank_correlation([0.1, 0.2, 0.3, 0.4], [5, 1, 9, 7]) == pytest.approx(0.6)
+    # unscored (NaN) frames are left out; fewer than min_count scored: no correlation
+    assert rank_correlation([np.nan, 1.0, 2.0, 3.0], [9.0, 1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    assert rank_correlation([np.nan, np.nan, 2.0, 3.0], [9.0, 1.0, 2.0, 3.0]) is None

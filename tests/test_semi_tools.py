@@ -18,9 +18,12 @@ from model_inputs import FIXTURE_MANO
 from handobj_d2.data.build import pseudo_label_datasets
 from handobj_d2.data.dataset_mapper import HandObjectDatasetMapper
 from handobj_d2.data.datasets.pseudo_labels import register_pseudo_label_dataset
-from handobj_d2.engine import setup_cfg
+from handobj_d2.engine import HandObjectConfigError, setup_cfg
 from handobj_d2.engine.predictor import HandObjectPredictor
 from handobj_d2.engine.trainer import initial_weights
+from handobj_d2.evaluation.statistics import pooled_difference
+from handobj_d2.semi import experiment as semi_experiment
+from handobj_d2.semi.generation import check_inputs
 from handobj_d2.semi.teacher import Teacher, distillation_transforms, load_boxes_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,25 +288,20 @@ def test_tool_rejects_bad_input_with_a_clear_message(tmp_path):
         assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_tool_checks_boxes_weights_and_mode_before_starting(tmp_path):
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import generate_pseudo_labels as tool
-    finally:
-        sys.path.pop(0)
+def test_generation_checks_boxes_weights_and_mode_before_starting(tmp_path):
     frames = tmp_path / "v"
     frames.mkdir()
     cv2.imwrite(str(frames / "0.png"), np.zeros((48, 64, 3), np.uint8))
-    base = ["--config-file", TINY, "--videos", str(frames), "--output", str(tmp_path / "out")]
     bad_boxes = _write_json(tmp_path / "boxes.json", {"v": {"0": {"hand": [1, 2]}}})
-    for extra, message in (
-        (["--boxes", bad_boxes], "boxes.json"),
-        (["MODEL.WEIGHTS", str(tmp_path / "teacher.pth")], "teacher checkpoint not found"),
-        (["SEMI.MODE", "fancy"], "SEMI.MODE"),
-        (["--intrinsics", "0", "500", "32", "24"], "focal lengths"),
+    for extra, opts, message in (
+        ({"boxes": bad_boxes}, [], "boxes.json"),
+        ({}, ["MODEL.WEIGHTS", str(tmp_path / "teacher.pth")], "teacher checkpoint not found"),
+        ({}, ["SEMI.MODE", "fancy"], "SEMI.MODE"),
+        ({"intrinsics": [0, 500, 32, 24]}, [], "focal lengths"),
     ):
-        with pytest.raises(SystemExit, match=message):
-            tool.cli(base + extra)
+        with pytest.raises((HandObjectConfigError, OSError, ValueError), match=message):
+            cfg = setup_cfg(TINY, opts)
+            check_inputs(cfg, [str(frames)], str(tmp_path / "out"), TINY, **extra)
 
 
 def _frame_folders(root):
@@ -409,34 +407,25 @@ def test_student_initialisation():
 
 
 # ---------------------------------------------------------------------------------------------
-# tools/run_semi_synthetic_experiment.py: scoring pseudo-labels and summarising seeds
-
-
-def _experiment_tool():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import run_semi_synthetic_experiment as tool
-    finally:
-        sys.path.pop(0)
-    return tool
+# The semi-supervised experiment (handobj_d2/semi/experiment.py): scoring pseudo-labels and
+# summarising seeds
 
 
 def test_experiment_summary_is_mean_and_sample_std_over_seeds():
-    tool = _experiment_tool()
     seeds = {
         "0": {"teacher": dict(PA_MPJPE_mm=10.0, PA_AUC=50.0, MPJPE_mm=20.0, AUC=30.0),
               "student_filtered": None, "pseudo_filtered": {"kept": 0}},
         "1": {"teacher": dict(PA_MPJPE_mm=12.0, PA_AUC=54.0, MPJPE_mm=23.0, AUC=30.0),
               "student_filtered": dict(PA_MPJPE_mm=9.0, PA_AUC=60.0, MPJPE_mm=19.0, AUC=33.0)},
     }  # fmt: skip
-    summary = tool.summarize(seeds)
+    summary = semi_experiment.summarize(seeds)
     assert set(summary) == {"teacher", "student_filtered"}
     assert summary["teacher"]["PA_MPJPE_mm"] == {"mean": 11.0, "std": pytest.approx(2**0.5), "n": 2}
     assert summary["teacher"]["MPJPE_mm"]["std"] == pytest.approx(1.5 * 2**0.5)
     assert summary["student_filtered"]["PA_AUC"] == {"mean": 60.0, "std": 0.0, "n": 1}
 
 
-def _score_pseudo_labels(tool, tmp_path, frames, truth):
+def _score_pseudo_labels(tmp_path, frames, truth):
     """pseudo_label_errors of one video "v": its per-frame results ``frames`` (the generator's
     videos/v.json) against ``truth``, per frame (21, 3) camera-frame joints (manopth order,
     OpenCV) or None."""
@@ -452,11 +441,10 @@ def _score_pseudo_labels(tool, tmp_path, frames, truth):
     ]
     with open(tmp_path / "shifted" / "video_ground_truth" / "v.pkl", "wb") as f:
         pickle.dump({"name": "v", "frames": metas}, f)
-    return tool.pseudo_label_errors(str(tmp_path / "pseudo"), str(tmp_path / "shifted"))
+    return semi_experiment.pseudo_label_errors(str(tmp_path / "pseudo"), str(tmp_path / "shifted"))
 
 
 def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
-    tool = _experiment_tool()
     rng = np.random.default_rng(5)
     truth = rng.normal(0, 0.04, (2, 21, 3)) + [0.0, 0.0, 0.5]  # camera frame, manopth order
     relative = truth - truth[:, :1]
@@ -470,7 +458,7 @@ def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
          "prediction": {"joints3d": shifted[1].tolist()}},
         {"frame_index": 2, "predicted": False, "kept": False},
     ]  # fmt: skip
-    errors = _score_pseudo_labels(tool, tmp_path, frames, [*truth, None])
+    errors = _score_pseudo_labels(tmp_path, frames, [*truth, None])
     turned = np.linalg.norm(1.2 * relative[0] @ quarter_turn.T - relative[0], axis=1).mean()
     assert errors["MPJPE_mm_kept"] == pytest.approx(turned * 1000)
     assert errors["PA_MPJPE_mm_kept"] == pytest.approx(0.0, abs=1e-6)  # a similarity away
@@ -478,7 +466,6 @@ def test_pseudo_labels_are_scored_against_the_video_ground_truth(tmp_path):
 
 
 def test_consistency_scores_are_rank_correlated_with_the_label_errors(tmp_path):
-    tool = _experiment_tool()
     rng = np.random.default_rng(6)
     truth = rng.normal(0, 0.04, (5, 21, 3)) + [0.0, 0.0, 0.5]
     offsets = [0.005, 0.01, 0.02, 0.03]  # m on joints 1-20: MPJPE = offset * 20 / 21, rising
@@ -492,7 +479,7 @@ def test_consistency_scores_are_rank_correlated_with_the_label_errors(tmp_path):
                        "residual_2d3d": residual, "temporal_distance": distance,
                        "prediction": {"joints3d": prediction.tolist()}})  # fmt: skip
     frames.append({"frame_index": 4, "predicted": False, "kept": False})
-    errors = _score_pseudo_labels(tool, tmp_path, frames, truth)
+    errors = _score_pseudo_labels(tmp_path, frames, truth)
     assert errors["MPJPE_mm_all"] == pytest.approx(np.mean(offsets) * 20 / 21 * 1000)
     assert errors["spearman_residual_2d3d_vs_MPJPE"] == pytest.approx(-0.2)
     assert errors["spearman_temporal_distance_vs_MPJPE"] == pytest.approx(1.0)
@@ -500,7 +487,6 @@ def test_consistency_scores_are_rank_correlated_with_the_label_errors(tmp_path):
 
 
 def test_rank_correlation_tells_orientation_errors_from_articulation_errors(tmp_path):
-    tool = _experiment_tool()
     rng = np.random.default_rng(7)
     truth = rng.normal(0, 0.04, (3, 21, 3)) + [0.0, 0.0, 0.5]
     relative = truth - truth[:, :1]
@@ -515,7 +501,7 @@ def test_rank_correlation_tells_orientation_errors_from_articulation_errors(tmp_
          "prediction": {"joints3d": prediction.tolist()}}
         for index, (prediction, residual) in enumerate(zip(predictions, [0.1, 0.1, 0.3]))
     ]  # fmt: skip
-    errors = _score_pseudo_labels(tool, tmp_path, frames, truth)
+    errors = _score_pseudo_labels(tmp_path, frames, truth)
     # Score ranks 1.5 1.5 3 (deviations -0.5 -0.5 1): against MPJPE's -1 1 0 the covariance is
     # 0; against PA-MPJPE's -1 0 1 (or 0 -1 1) it is 1.5, rho = 1.5 / sqrt(1.5 * 2).
     assert errors["spearman_residual_2d3d_vs_MPJPE"] == pytest.approx(0.0, abs=1e-12)
@@ -523,14 +509,13 @@ def test_rank_correlation_tells_orientation_errors_from_articulation_errors(tmp_
 
 
 def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsys):
-    tool = _experiment_tool()
     with pytest.raises(SystemExit):
-        tool.parse_args(["--output", str(tmp_path), "--teacher-weights", "missing.pth"])
+        semi_experiment.parse_args(["--output", str(tmp_path), "--teacher-weights", "missing.pth"])
     assert "--teacher-weights: no such file: missing.pth" in capsys.readouterr().err
     given = tmp_path / "teacher.pth"
     given.write_bytes(b"")
-    args = tool.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
-    experiment = tool.Experiment(args, seed=0)
+    args = semi_experiment.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
+    experiment = semi_experiment.Experiment(args, seed=0)
     calls = []
     experiment.make_data = lambda: None
     experiment.train = lambda name, iters, *opts: calls.append(("train", name, *opts)) or name
@@ -547,13 +532,12 @@ def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsy
 
 
 def test_shift_breakdown_evaluates_the_teacher_on_each_half_of_the_shift(tmp_path):
-    tool = _experiment_tool()
     given = tmp_path / "teacher.pth"
     given.write_bytes(b"")
-    args = tool.parse_args(
+    args = semi_experiment.parse_args(
         ["--output", str(tmp_path), "--teacher-weights", str(given), "--shift-breakdown"]
     )
-    experiment = tool.Experiment(args, seed=3)
+    experiment = semi_experiment.Experiment(args, seed=3)
     calls, generated = [], []
     experiment.make_data = lambda: None
     experiment._generate = lambda name, root, domain, frames, videos: generated.append(
@@ -578,7 +562,6 @@ def test_shift_breakdown_evaluates_the_teacher_on_each_half_of_the_shift(tmp_pat
 
 
 def test_results_table_lists_the_shift_breakdown_apart_from_the_models():
-    tool = _experiment_tool()
 
     def metrics(pa):
         return dict(PA_MPJPE_mm=pa, PA_AUC=80.0, MPJPE_mm=40.0, AUC=30.0)
@@ -590,7 +573,9 @@ def test_results_table_lists_the_shift_breakdown_apart_from_the_models():
     }  # fmt: skip
     seeds["0"]["student_filtered"]["PA_MPJPE_mm_vs_teacher"] = {"mean": -0.25, "se": 0.1, "n": 8}
     results = {"settings": {"target_domain": "shifted"}, "seeds": seeds}
-    table = tool.markdown_table({**results, "summary": tool.summarize(seeds)}).splitlines()
+    table = semi_experiment.markdown_table(
+        {**results, "summary": semi_experiment.summarize(seeds)}
+    ).splitlines()
     models = [line.split(" | ") for line in table[2 : table.index("")]]
     assert [row[0][2:] for row in models] == ["student_filtered", "teacher"]
     assert [row[-1][:-2] for row in models] == ["-0.250 ± 0.100 (-0.25)", "-"]
@@ -605,52 +590,46 @@ def test_results_table_lists_the_shift_breakdown_apart_from_the_models():
 
 
 def test_resuming_needs_the_same_experiment_and_older_folders_count_with_defaults():
-    tool = _experiment_tool()
 
     def settings(*argv):
-        args = vars(tool.parse_args(["--output", "out", *argv]))
+        args = vars(semi_experiment.parse_args(["--output", "out", *argv]))
         return json.loads(json.dumps({k: v for k, v in args.items() if k != "output"}))
 
     before_target_domain = settings("--videos", "32")
     del before_target_domain["target_domain"], before_target_domain["shift_breakdown"]
-    assert tool.same_experiment(before_target_domain, settings("--videos", "32"))
-    assert tool.same_experiment(
+    assert semi_experiment.same_experiment(before_target_domain, settings("--videos", "32"))
+    assert semi_experiment.same_experiment(
         before_target_domain, settings("--videos", "32", "--seeds", "4", "--shift-breakdown")
     )
-    assert not tool.same_experiment(
+    assert not semi_experiment.same_experiment(
         before_target_domain, settings("--videos", "32", "--target-domain", "shifted_appearance")
     )
-    assert not tool.same_experiment(before_target_domain, settings("--videos", "16"))
+    assert not semi_experiment.same_experiment(before_target_domain, settings("--videos", "16"))
 
 
 def test_paired_difference_to_the_teacher_is_mean_and_standard_error_per_frame():
-    tool = _experiment_tool()
     teacher = {"per_frame": {"MPJPE_mm": [5.0, 5.0, 5.0, 5.0], "PA_MPJPE_mm": [1.0] * 4}}
     model = {"per_frame": {"MPJPE_mm": [4.0, 4.0, 4.0, 4.0], "PA_MPJPE_mm": [1.0, 2.0, 3.0, 4.0]}}
-    diff = tool.paired_difference(model, teacher)
+    diff = semi_experiment.frame_differences(model, teacher)
     # differences 0, 1, 2, 3: mean 1.5, sample std sqrt(5/3), standard error sqrt(5/3) / 2
     assert diff["PA_MPJPE_mm_vs_teacher"] == {
         "mean": 1.5, "se": pytest.approx((5 / 3) ** 0.5 / 2), "n": 4}  # fmt: skip
     assert diff["MPJPE_mm_vs_teacher"] == {"mean": -1.0, "se": 0.0, "n": 4}
-    assert tool.paired_difference({"PA_MPJPE_mm": 1.0}, teacher) == {}  # an older result
+    assert semi_experiment.frame_differences({"PA_MPJPE_mm": 1.0}, teacher) == {}  # an older result
 
 
 def test_paired_differences_pool_over_the_frames_of_all_seeds():
-    tool = _experiment_tool()
     # seed A: differences 0, 2 (mean 1, se 1); seed B: 4, 4, 4 (mean 4, se 0). All five frames:
     # mean 2.8, sample variance (2.8^2 + 0.8^2 + 3 x 1.2^2) / 4 = 3.2, standard error sqrt(3.2 / 5)
-    pooled = tool.pooled_difference(
-        [{"mean": 1.0, "se": 1.0, "n": 2}, {"mean": 4.0, "se": 0.0, "n": 3}]
-    )
+    pooled = pooled_difference([{"mean": 1.0, "se": 1.0, "n": 2}, {"mean": 4.0, "se": 0.0, "n": 3}])
     assert pooled == {"mean": pytest.approx(2.8), "se": pytest.approx(0.8), "n": 5}
 
 
 def test_students_are_compared_frame_by_frame_with_the_teacher_and_the_baseline(tmp_path):
-    tool = _experiment_tool()
     given = tmp_path / "teacher.pth"
     given.write_bytes(b"")
-    args = tool.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
-    experiment = tool.Experiment(args, seed=0)
+    args = semi_experiment.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
+    experiment = semi_experiment.Experiment(args, seed=0)
     pa = {"teacher": [10.0, 12.0], "student_distillation": [9.0, 12.0],
           "student_filtered": [9.0, 10.0]}  # fmt: skip
     experiment.make_data = lambda: None

@@ -2,10 +2,8 @@
 (meta pickles, segmentation through the HO3D decoder, the exported object models) with
 HO3D's own conventions, the MANO layer, trimesh and OpenCV polygon filling."""
 
-import importlib.util
 import json
 import pickle
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,35 +13,32 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from handobj_d2.data.segmentation import SEGMENTATION_DECODERS
+from handobj_d2.data.synthetic import generate_dataset, prepare_output
 from handobj_d2.data.synthetic.scene import MAX_TILT, MAX_TURN, sample_hand_rotation
-from handobj_d2.data.video import find_videos, read_image
+from handobj_d2.data.synthetic.videos import (
+    ground_truth_joints,
+    read_video_ground_truth,
+    video_ground_truth_boxes,
+)
+from handobj_d2.data.video import find_videos
 from handobj_d2.geometry import HO3D_TO_MANOPTH, JOINT_PARENTS, MANOPTH_TO_HO3D
 from handobj_d2.mano import ManoLayer
+from handobj_d2.utils.io import read_image
 
 WIDTH, HEIGHT = 256, 192
 FLIP = np.array([1.0, -1.0, -1.0])  # OpenGL <-> OpenCV
 
 
-def _load_tool(name):
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_dataset = _load_tool("make_synthetic_dataset").main
-
-
-def _generate(root, *extra):
-    args = ["--output", str(root), "--image-size", str(WIDTH), str(HEIGHT)]
-    assert make_dataset(args + [str(a) for a in extra]) == 0
+def _generate(root, overwrite=False, **options):
+    """tools/make_synthetic_dataset.py's job: check the folder, then generate into it."""
+    prepare_output(str(root), overwrite)
+    generate_dataset(str(root), image_size=(WIDTH, HEIGHT), progress=False, **options)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    _generate(root, "--train", 6, "--eval", 3, "--videos", 1, "--frames-per-video", 6)
+    _generate(root, train=6, evaluation=3, videos=1, frames_per_video=6)
     return root
 
 
@@ -281,9 +276,22 @@ def test_video_frames_change_smoothly(dataset):
     assert video.name not in listed
 
 
+def test_video_ground_truth_reads_back_as_joints_and_boxes(dataset):
+    (video,) = find_videos([str(dataset / "videos")])
+    metas = read_video_ground_truth(str(dataset), video.name)
+    boxes = video_ground_truth_boxes(str(dataset))
+    assert list(boxes) == [video.name] and list(boxes[video.name]) == [str(i) for i in range(6)]
+    for index, meta in enumerate(metas):
+        joints = ground_truth_joints(meta)  # OpenCV, manopth order
+        np.testing.assert_allclose(joints[MANOPTH_TO_HO3D], meta["handJoints3D"] * FLIP)
+        for part, points in (("hand", meta["handJoints3D"]), ("object", meta["objCorners3D"])):
+            pixels = _project(points, meta["camMat"])
+            expected = [*pixels.min(0), *pixels.max(0), 1.0]  # tight box, score 1
+            np.testing.assert_allclose(boxes[video.name][str(index)][part], expected)
+
+
 def test_same_arguments_give_identical_annotations(dataset, tmp_path):
-    _generate(tmp_path / "again", "--train", 6, "--eval", 3, "--videos", 1,
-              "--frames-per-video", 6)  # fmt: skip
+    _generate(tmp_path / "again", train=6, evaluation=3, videos=1, frames_per_video=6)
     metas = sorted(dataset.glob("*/*/meta/*.pkl"))
     assert len(metas) == 9
     for path in metas:
@@ -295,13 +303,13 @@ def test_same_arguments_give_identical_annotations(dataset, tmp_path):
 
 
 def test_tool_refuses_to_mix_or_delete_other_folders(dataset, tmp_path):
-    with pytest.raises(SystemExit, match="not empty; pass --overwrite"):
-        _generate(dataset, "--train", 1)
+    with pytest.raises(ValueError, match="not empty; pass --overwrite"):
+        _generate(dataset, train=1)
     other = tmp_path / "photos"
     other.mkdir()
     (other / "keep.jpg").write_bytes(b"x")
-    with pytest.raises(SystemExit, match="not a synthetic set"):
-        _generate(other, "--train", 1, "--overwrite")
+    with pytest.raises(ValueError, match="not a synthetic set"):
+        _generate(other, overwrite=True, train=1)
     assert (other / "keep.jpg").is_file()
 
 

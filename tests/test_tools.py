@@ -15,9 +15,9 @@ import pytest
 import torch
 import trimesh
 
-from handobj_d2.data.video import read_image
 from handobj_d2.engine import HandObjectPredictor, setup_cfg
-from tools.demo import main as demo_main
+from handobj_d2.engine.demo import DemoInputError, run_demo
+from handobj_d2.utils.io import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "synthetic" / "handobj_tiny.yaml")
@@ -119,7 +119,7 @@ def test_predictor_returns_every_documented_field(predictor, tiny_synthetic_root
     assert detected["hand_object"].pred_root3d.shape[1:] == (3,)
 
 
-def test_demo_on_image_folder_and_video(tiny_synthetic_root, tmp_path, capsys):
+def test_demo_on_image_folder_and_video(tiny_synthetic_root, tmp_path):
     image = _eval_image(tiny_synthetic_root)
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -130,9 +130,8 @@ def test_demo_on_image_folder_and_video(tiny_synthetic_root, tmp_path, capsys):
     # The untrained model finds a hand or not depending on its random weights: fix them, so the
     # outcome does not depend on which tests ran before.
     torch.manual_seed(0)
-    code = demo_main(["--config-file", CONFIG, "--input", str(image), str(folder), str(video),
-                      "--output", str(output), "--mesh-format", "ply"])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    inputs = [str(image), str(folder), str(video)]
+    assert run_demo(setup_cfg(CONFIG, []), inputs, str(output), mesh_format="ply") == []
     drawn = cv2.imread(str(output / f"{image.stem}.jpg"))
     original = cv2.imread(str(image))
     assert drawn.shape == original.shape
@@ -152,27 +151,43 @@ def test_demo_on_image_folder_and_video(tiny_synthetic_root, tmp_path, capsys):
     assert np.allclose(mesh.vertices.mean(0)[2], pair["root3d"][2], atol=0.1)
 
 
-def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path, capsys):
-    assert demo_main(["--input", str(tmp_path / "nope.jpg"), "--output", str(tmp_path)]) == 1
-    assert "input not found" in capsys.readouterr().err
+def _demo(datasets_root, *args):
+    """Run tools/demo.py; returns (exit status, stderr)."""
+    command = [sys.executable, str(REPO / "tools" / "demo.py"), *args]
+    result = subprocess.run(command, env=_env(datasets_root), cwd=REPO, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    return result.returncode, result.stderr
+
+
+def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path):
+    cfg = setup_cfg(CONFIG, [])
+    with pytest.raises(DemoInputError, match="input not found"):
+        run_demo(cfg, [str(tmp_path / "nope.jpg")], str(tmp_path))
+    code, err = _demo(tiny_synthetic_root.parent, "--input", str(tmp_path / "nope.jpg"),
+                      "--output", str(tmp_path))  # fmt: skip
+    assert code == 1
+    assert "input not found" in err and "Traceback" not in err
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
-    assert demo_main(["--input", str(broken), "--output", str(tmp_path / "out")]) == 1
-    assert "broken.mp4" in capsys.readouterr().err
+    with pytest.raises(DemoInputError, match="broken.mp4"):
+        run_demo(cfg, [str(broken)], str(tmp_path / "out"))
 
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG broken")
-    assert demo_main(["--input", str(corrupt), "--output", str(tmp_path / "out")]) == 1
-    assert "corrupt.png: cannot decode" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="corrupt.png: cannot decode"):
+        run_demo(cfg, [str(corrupt)], str(tmp_path / "out"))
 
     # No detection passes an impossible score threshold: "no hand", exit status 2.
     image = _eval_image(tiny_synthetic_root)
-    code = demo_main(["--input", str(image), "--output", str(tmp_path / "nohand"),
-                      "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "1.01"])  # fmt: skip
+    no_detection = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "1.01"]
+    code, err = _demo(tiny_synthetic_root.parent, "--input", str(image), "--output",
+                      str(tmp_path / "nohand"), *no_detection)  # fmt: skip
     assert code == 2
-    assert f"no hand found in {image}" in capsys.readouterr().err
+    assert f"no hand found in {image}" in err
     assert (tmp_path / "nohand" / f"{image.stem}.jpg").exists()
+    nohand = setup_cfg(CONFIG, no_detection)
+    assert run_demo(nohand, [str(image)], str(tmp_path / "nohand")) == [str(image)]
 
 
 def test_run_demo_runs_every_stage_and_resumes(tmp_path):

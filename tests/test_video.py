@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from handobj_d2.data.video import find_videos, read_image
+from handobj_d2.data.video import find_videos
+from handobj_d2.utils.io import read_image
 
 
 def _write_mp4(path, count, size=(64, 48)):

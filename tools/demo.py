@@ -16,13 +16,12 @@ file, unreadable image or video, bad config), 2 when some image or video had no 
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
 
-from handobj_d2.engine import HandObjectConfigError, HandObjectPredictor, setup_cfg
-from handobj_d2.engine.demo import Demo, DemoInputError, expand_inputs
+from handobj_d2.engine import HandObjectConfigError, setup_cfg
+from handobj_d2.engine.demo import DemoInputError, run_demo
 
 
 def parse_args(argv=None):
@@ -46,26 +45,12 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = setup_cfg(args.config_file, args.opts)
-        items = expand_inputs(args.input)
-        os.makedirs(args.output, exist_ok=True)
-        predictor = HandObjectPredictor(cfg)
-        demo = Demo(predictor, args.output, args.intrinsics, args.object_name, args.mesh_format)
-        missing = []
-        for kind, path in items:
-            if kind == "image":
-                found = demo.image(path)
-            elif kind == "video":
-                found = demo.video(path)
-            else:
-                found = demo.webcam(args.max_frames)
-            if not found:
-                missing.append(str(path))
+        missing = run_demo(cfg, args.input, args.output, args.intrinsics, args.object_name,
+                           args.mesh_format, args.max_frames)  # fmt: skip
     except (HandObjectConfigError, DemoInputError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 1
     predictions = os.path.join(args.output, "predictions.json")
-    with open(predictions, "w") as f:
-        json.dump(demo.entries, f)
     print(f"Results in {args.output}: annotated images/videos, meshes/, {predictions}")
     if missing:
         print(f"error: no hand found in {', '.join(missing)}", file=sys.stderr)

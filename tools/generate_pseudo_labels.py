@@ -23,7 +23,6 @@ import logging
 import os
 import sys
 
-import numpy as np
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -31,11 +30,11 @@ from detectron2.utils.logger import setup_logger
 import handobj_d2  # noqa: F401  (registers models and datasets)
 from handobj_d2.data.video import find_videos
 from handobj_d2.engine import HandObjectConfigError, setup_cfg
-from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator, write_atomically
-from handobj_d2.semi.teacher import build_teacher, distillation_transforms, load_boxes_file
-
-# The settings a rerun must share with the run it resumes (kept in the output folder).
-SETTINGS_FILE = "generation.json"
+from handobj_d2.geometry import intrinsics_matrix
+from handobj_d2.semi.generation import SETTINGS_FILE, check_inputs, run_settings
+from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator
+from handobj_d2.semi.teacher import build_teacher
+from handobj_d2.utils.io import write_atomically
 
 logger = logging.getLogger("handobj_d2.generate_pseudo_labels")
 
@@ -67,51 +66,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)  # fmt: skip
 
 
-def camera_matrix(intrinsics):
-    """(3, 3) K from [fx, fy, cx, cy], or None."""
-    if intrinsics is None:
-        return None
-    fx, fy, cx, cy = intrinsics
-    if fx <= 0 or fy <= 0:
-        raise ValueError(f"--intrinsics: focal lengths must be positive, got {fx}, {fy}")
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
-def run_settings(args, cfg):
-    """What determines the output: a rerun into the same folder must match it."""
-    return {
-        "config_file": os.path.abspath(args.config_file) if args.config_file else "",
-        "weights": cfg.MODEL.WEIGHTS,
-        "boxes": os.path.abspath(args.boxes) if args.boxes else "",
-        "intrinsics": list(args.intrinsics) if args.intrinsics else None,
-        "semi": json.loads(json.dumps(cfg.SEMI)),
-    }
-
-
-def check_inputs(args):
-    """Every user-facing problem before any work starts (raises ValueError / OSError /
-    HandObjectConfigError with a message naming the input); returns the config."""
-    cfg = setup_cfg(args.config_file, args.opts)
-    distillation_transforms(cfg)  # a bad SEMI.MODE or empty transform lists
-    find_videos(args.videos)  # missing paths, unreadable videos, empty folders
-    if args.boxes:
-        load_boxes_file(args.boxes)
-    camera_matrix(args.intrinsics)
-    weights = cfg.MODEL.WEIGHTS
-    if weights and "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(f"MODEL.WEIGHTS: teacher checkpoint not found: {weights}")
-    settings_path = os.path.join(args.output, SETTINGS_FILE)
-    if os.path.isfile(settings_path):
-        with open(settings_path) as f:
-            previous = json.load(f)
-        if previous != run_settings(args, cfg):
-            raise ValueError(
-                f"{args.output} holds pseudo-labels made with other settings ({settings_path}); "
-                "choose another --output or delete it"
-            )
-    return cfg
-
-
 def main(args):
     cfg = setup_cfg(args.config_file, list(args.opts) + ["OUTPUT_DIR", args.output])
     default_setup(cfg, args)
@@ -121,10 +75,10 @@ def main(args):
     if comm.is_main_process():
         write_atomically(
             os.path.join(args.output, SETTINGS_FILE),
-            json.dumps(run_settings(args, cfg), indent=2),
+            json.dumps(run_settings(cfg, args.config_file, args.boxes, args.intrinsics), indent=2),
         )
     sources = find_videos(args.videos)
-    camera_K = camera_matrix(args.intrinsics)
+    camera_K = None if args.intrinsics is None else intrinsics_matrix(args.intrinsics)
     teacher = build_teacher(cfg, args.boxes or None, camera_K)
     generator = PseudoLabelGenerator(
         cfg, teacher, args.output, None if camera_K is None else camera_K.tolist()
@@ -140,7 +94,8 @@ def cli(argv=None):
     input, no traceback), then launch ``main`` on --num-gpus processes per machine."""
     args = parse_args(argv)
     try:
-        check_inputs(args)
+        cfg = setup_cfg(args.config_file, args.opts)
+        check_inputs(cfg, args.videos, args.output, args.config_file, args.boxes, args.intrinsics)
         launch(
             main,
             args.num_gpus,

@@ -20,7 +20,6 @@ import numpy as np
 from tqdm import tqdm
 
 from handobj_d2.data.synthetic import generate_dataset
-from handobj_d2.data.video import read_image
 from handobj_d2.geometry import (
     HO3D_TO_MANOPTH,
     OPENGL_TO_OPENCV,
@@ -28,6 +27,7 @@ from handobj_d2.geometry import (
     points_to_box,
     project_points,
 )
+from handobj_d2.utils.io import read_image
 from handobj_d2.visualization import draw_object_box_3d, draw_skeleton
 
 LABEL_HEIGHT = 22  # px, the title strip above each row

@@ -12,15 +12,13 @@ Layout, segmentation encoding and domains: datasets/README.md ("Synthetic set").
 
 import argparse
 import logging
-import os
-import shutil
 import sys
 
 from handobj_d2.data.synthetic import (
     SEQUENCE_LENGTH,
-    SUMMARY_FILE,
     SYNTHETIC_DOMAINS,
     generate_dataset,
+    prepare_output,
 )
 
 
@@ -54,28 +52,13 @@ def parse_args(argv=None):
     return args
 
 
-def prepare_output(output, overwrite):
-    """Make sure ``output`` is empty: a leftover set would mix stale frames and videos into
-    the new one. With ``overwrite``, an earlier synthetic set (it has SUMMARY_FILE) is removed;
-    anything else is never deleted."""
-    if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
-        return
-    if not os.path.isdir(output):
-        raise SystemExit(f"--output {output} is a file, not a folder")
-    if not overwrite:
-        raise SystemExit(f"--output {output} is not empty; pass --overwrite to replace it")
-    if not os.path.isfile(os.path.join(output, SUMMARY_FILE)):
-        raise SystemExit(
-            f"--output {output} is not empty and holds no {SUMMARY_FILE}: not a synthetic set, "
-            "refusing to delete it"
-        )
-    shutil.rmtree(output)
-
-
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    prepare_output(args.output, args.overwrite)
+    try:
+        prepare_output(args.output, args.overwrite)
+    except ValueError as e:
+        sys.exit(str(e))
     summary = generate_dataset(
         args.output,
         train=args.train,

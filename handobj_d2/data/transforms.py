@@ -13,11 +13,7 @@ fx = fy). Projections therefore stay exact: ``project(Rz p, K) = (K Rz K^-1) pro
 import cv2
 import numpy as np
 
-
-def roll_matrix(angle):
-    """Rotation (3, 3) by ``angle`` radians about the camera's z (optical) axis."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+from ..geometry import roll_matrix
 
 
 def roll_homography(K, angle):

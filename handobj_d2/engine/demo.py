@@ -4,6 +4,7 @@ and a JSON of every prediction (``tools/demo.py`` is its command line).
 Images are BGR uint8; meshes are in metres in the OpenCV camera frame of the intrinsics used.
 """
 
+import json
 import logging
 import os
 
@@ -11,10 +12,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, read_image
-from ..geometry import default_intrinsics
+from ..data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource
+from ..geometry import default_intrinsics, intrinsics_matrix
 from ..mesh_io import export_mesh
+from ..utils.io import read_image, write_atomically
 from ..visualization import draw_hand_object
+from .predictor import HandObjectPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,29 @@ def expand_inputs(paths):
     return items
 
 
+def run_demo(cfg, inputs, output, intrinsics=None, object_name=None, mesh_format="obj",
+             max_frames=300):  # fmt: skip
+    """tools/demo.py's job: the model of ``cfg`` on every input (images, folders, videos or
+    "webcam", ``expand_inputs``; the webcam for ``max_frames`` frames) into the folder
+    ``output``, then <output>/predictions.json. Bad input raises DemoInputError, OSError or
+    ValueError naming it, before the model is built where it can. Returns the inputs in which
+    no hand was found."""
+    items = expand_inputs(inputs)
+    demo = Demo(HandObjectPredictor(cfg), output, intrinsics, object_name, mesh_format)
+    missing = []
+    for kind, path in items:
+        if kind == "image":
+            found = demo.image(path)
+        elif kind == "video":
+            found = demo.video(path)
+        else:
+            found = demo.webcam(max_frames)
+        if not found:
+            missing.append(str(path))
+    write_atomically(os.path.join(output, "predictions.json"), json.dumps(demo.entries))
+    return missing
+
+
 class Demo:
     """Predict, draw and save; ``entries`` collects the JSON of every image/frame."""
 
@@ -69,8 +95,7 @@ class Demo:
     def camera(self, image):
         if self.intrinsics is None:
             return default_intrinsics(image.shape[1], image.shape[0])
-        fx, fy, cx, cy = self.intrinsics
-        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        return intrinsics_matrix(self.intrinsics)
 
     def process(self, image, name, source, frame=None, camera_K=None, object_name=None):
         """Predict on a BGR image, save its meshes and JSON entry; returns (drawing, found).

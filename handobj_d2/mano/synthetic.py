@@ -24,12 +24,12 @@ The left hand is the right one mirrored (x -> -x), faces re-wound, like MANO_LEF
 """
 
 import functools
-import os
 import pickle
-import tempfile
 
 import numpy as np
 from scipy.optimize import lsq_linear
+
+from ..utils.io import atomic_file
 
 # MANO's kinematic tree: parents of the 16 joints (the root's parent is stored as 2**32 - 1).
 KINTREE_PARENTS = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
@@ -660,14 +660,6 @@ def build_synthetic_mano(side="right"):
 def write_synthetic_mano(path, side="right"):
     """Write the synthetic hand as a MANO-format pickle (plain numpy arrays, protocol 2),
     atomically (a temporary file in the same folder, then renamed)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            pickle.dump(build_synthetic_mano(side), f, protocol=2)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_file(path) as f:
+        pickle.dump(build_synthetic_mano(side), f, protocol=2)
     return path

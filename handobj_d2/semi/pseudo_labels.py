@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 
 import cv2
 import numpy as np
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from ..constants import HAND_CLASS, OBJECT_CLASS
 from ..geometry import default_intrinsics
+from ..utils.io import write_atomically
 from .filters import apply_filters
 
 logger = logging.getLogger(__name__)
@@ -41,19 +41,6 @@ PREDICTION_FIELDS = (
     "joints3d",
     "mano_shape",
 )
-
-
-def write_atomically(path, data, mode="w"):
-    """Write ``data`` (str or bytes) to ``path`` through a temporary file and a rename."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(handle, mode) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def filter_names(cfg):
@@ -135,9 +122,7 @@ class PseudoLabelGenerator:
                 ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 if not ok:
                     raise RuntimeError(f"{source.path}: cannot encode frame {index} as JPEG")
-                write_atomically(
-                    os.path.join(self.output_dir, files[index]), encoded.tobytes(), mode="wb"
-                )
+                write_atomically(os.path.join(self.output_dir, files[index]), encoded.tobytes())
         return files
 
     def process_video(self, source):

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from ..engine.predictor import HandObjectPredictor
-from ..geometry import union_box
+from ..geometry import roll_matrix, union_box
 from ..modeling import HandObjectTTA
 from .pseudo_labels import filter_names
 
@@ -107,14 +107,6 @@ def distillation_transforms(cfg):
             f"empty; got {list(scales)} and {list(rotations)}"
         )
     return [(float(s), float(a)) for s, a in itertools.product(scales, rotations)]
-
-
-def roll_matrix(image_rotation):
-    """Camera roll Rz (3, 3) equivalent to the in-plane image rotation whose 2x2 linear part (in
-    pixel coordinates) is ``image_rotation``: Rz = [[Q, 0], [0, 1]] (see the module)."""
-    roll = np.eye(3)
-    roll[:2, :2] = image_rotation
-    return roll
 
 
 class Teacher:
@@ -239,7 +231,7 @@ class Teacher:
         record = self.predictor.model_input(
             {**request, **boxes}, self.predictor.crop_scale * scale, view=rotation
         )
-        return record, roll_matrix(rotation[:2, :2])
+        return record, roll_matrix(-np.radians(degrees))  # Q = rotation[:2, :2] (module)
 
 
 def _pose_fields(pairs):

@@ -12,7 +12,7 @@ from detectron2.structures import BoxMode
 
 from ...constants import CLASS_NAMES, HAND_CLASS, NUM_JOINTS, OBJECT_CLASS
 from ...geometry import box_control_points, points_to_box, project_points
-from ..video import read_image
+from ...utils.io import read_image
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,13 @@ models and unlabeled videos from shiftable domains (``tools/make_synthetic_datas
 
 from .backgrounds import BACKGROUND_REGISTRY
 from .domains import SYNTHETIC_DOMAINS, SyntheticDomain, get_domain, register_domain
-from .generate import SEQUENCE_LENGTH, SUMMARY_FILE, SyntheticSceneGenerator, generate_dataset
+from .generate import (
+    SEQUENCE_LENGTH,
+    SUMMARY_FILE,
+    SyntheticSceneGenerator,
+    generate_dataset,
+    prepare_output,
+)
 from .objects import EVALUATION_OBJECTS, OBJECT_SPECS, TRAIN_OBJECTS, UNSEEN_OBJECTS
 
 __all__ = [
@@ -19,5 +25,6 @@ __all__ = [
     "UNSEEN_OBJECTS",
     "generate_dataset",
     "get_domain",
+    "prepare_output",
     "register_domain",
 ]

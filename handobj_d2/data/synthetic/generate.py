@@ -13,6 +13,7 @@ one grasp, lighting and background and moves smoothly (videos.py).
 import contextlib
 import json
 import os
+import shutil
 import zlib
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from ...geometry import matrix_to_axis_angle
 from ...mano import HandLayer
 from ...mano.layer import MANOPTH_FINGERTIPS
+from ...utils.io import write_atomically
 from .backgrounds import render_background
 from .domains import get_domain
 from .grasp import GraspSynthesizer, PalmFrame
@@ -221,8 +223,25 @@ def _single_thread_torch():
 
 
 def _write_summary(output, summary):
-    with open(os.path.join(output, SUMMARY_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_atomically(os.path.join(output, SUMMARY_FILE), json.dumps(summary, indent=2))
+
+
+def prepare_output(output, overwrite=False):
+    """Make sure ``output`` is empty before generating into it: a leftover set would mix stale
+    frames and videos into the new one. With ``overwrite``, an earlier synthetic set (it has
+    SUMMARY_FILE) is removed; anything else is never deleted (ValueError)."""
+    if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
+        return
+    if not os.path.isdir(output):
+        raise ValueError(f"--output {output} is a file, not a folder")
+    if not overwrite:
+        raise ValueError(f"--output {output} is not empty; pass --overwrite to replace it")
+    if not os.path.isfile(os.path.join(output, SUMMARY_FILE)):
+        raise ValueError(
+            f"--output {output} is not empty and holds no {SUMMARY_FILE}: not a synthetic set, "
+            "refusing to delete it"
+        )
+    shutil.rmtree(output)
 
 
 @_single_thread_torch()

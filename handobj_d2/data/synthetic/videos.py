@@ -10,15 +10,18 @@ is not a faster one). Each video is written as
 
 The ground truth pickle is ``{"name", "fps", "frames": [meta, ...]}`` with one HO3D train-style
 meta dict per frame (writer.ho3d_meta). Nothing in the training pipeline reads it: it is there
-to measure the quality of pseudo-labels.
+to measure the quality of pseudo-labels (``read_video_ground_truth``, ``video_ground_truth_boxes``).
 """
 
+import glob
 import os
+import pickle
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from ...geometry import HO3D_TO_MANOPTH, opengl_to_opencv, points_to_box, project_points
 from .writer import ho3d_meta, write_image, write_pickle
 
 VIDEO_FPS = 30.0
@@ -83,3 +86,39 @@ def write_video(root, name, frames):
         "frames": [ho3d_meta(frame, "train") for frame in frames],
     }
     write_pickle(os.path.join(root, "video_ground_truth", f"{name}.pkl"), truth)
+
+
+def read_video_ground_truth(root, name):
+    """The per-frame HO3D meta dicts of the video ``name`` under ``root`` (``write_video``)."""
+    with open(os.path.join(root, "video_ground_truth", f"{name}.pkl"), "rb") as f:
+        return pickle.load(f)["frames"]
+
+
+def ground_truth_joints(meta):
+    """The hand joints (21, 3) of a ground-truth meta dict: metres, OpenCV camera frame,
+    manopth order (HO3D's handJoints3D are OpenGL, MANO order)."""
+    return opengl_to_opencv(np.asarray(meta["handJoints3D"]))[HO3D_TO_MANOPTH]
+
+
+def video_ground_truth_boxes(root):
+    """A boxes file (handobj_d2/semi/teacher.py) of every video under ``root`` from its ground
+    truth: the hand box bounds the projected joints, the object box the projected 3D box
+    corners; scores 1. The stand-in for an external hand-object detector (the paper used
+    100DOH's)."""
+    boxes = {}
+    for path in sorted(glob.glob(os.path.join(root, "video_ground_truth", "*.pkl"))):
+        with open(path, "rb") as f:
+            truth = pickle.load(f)
+        boxes[truth["name"]] = {
+            str(index): {
+                part: points_to_box(
+                    project_points(
+                        opengl_to_opencv(np.asarray(meta[key])), np.asarray(meta["camMat"])
+                    )
+                ).tolist()
+                + [1.0]
+                for part, key in (("hand", "handJoints3D"), ("object", "objCorners3D"))
+            }
+            for index, meta in enumerate(truth["frames"])
+        }
+    return boxes

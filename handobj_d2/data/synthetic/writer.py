@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ...geometry import MANOPTH_TO_HO3D, OPENGL_TO_OPENCV, matrix_to_axis_angle, points_to_box
+from ...utils.io import atomic_file
 from ..segmentation import SEGMENTATION_ENCODERS
 
 PICKLE_PROTOCOL = 2  # HO3D's meta files are Python 2 era pickles
@@ -121,8 +122,7 @@ def ho3d_meta(frame, split):
 
 
 def write_pickle(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
+    with atomic_file(path) as f:
         pickle.dump(data, f, protocol=PICKLE_PROTOCOL)
 
 
