@@ -154,3 +154,32 @@ def test_malformed_table_is_named(tree):
     finally:
         with open(path, "w") as f:
             f.write(good)
+
+
+def test_empty_skeleton_is_an_error_naming_it(tree):
+    path = os.path.join(
+        tree, "Hand_pose_annotation_v1", "Subject_2", "pour_milk", "2", "skeleton.txt"
+    )
+    with open(path) as f:
+        good = f.read()
+    try:
+        open(path, "w").close()
+        with pytest.raises(ValueError) as error:
+            load_fpha(tree, "test")
+    finally:
+        with open(path, "w") as f:
+            f.write(good)
+    assert str(error.value) == f"{path}: the annotation file is empty (expected one row per frame)"
+
+
+def test_missing_image_after_the_first_is_listed(tree):
+    image = os.path.join(
+        tree, "Video_files", "Subject_1", "open_juice_bottle", "1", "color", "color_0001.jpeg"
+    )
+    os.rename(image, image + ".away")
+    try:
+        with pytest.raises(FileNotFoundError) as error:
+            load_fpha(tree, "train", dataset_name="fixture")
+    finally:
+        os.rename(image + ".away", image)
+    assert str(error.value) == f"fixture: 1 of 2 colour images are missing: {image}"

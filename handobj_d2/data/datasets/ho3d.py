@@ -129,8 +129,11 @@ def segmentation_files(root, split, sequence):
             files = {}
             for extension in reversed(SEGMENTATION_EXTENSIONS):
                 files.update(
-                    {n[: -len(extension)]: os.path.join(folder, n) for n in names
-                     if n.endswith(extension)}  # fmt: skip
+                    {
+                        n[: -len(extension)]: os.path.join(folder, n)
+                        for n in names
+                        if n.endswith(extension)
+                    }  # fmt: skip
                 )
             return files
     return {}
