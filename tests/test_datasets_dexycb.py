@@ -13,7 +13,7 @@ import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from handobj_d2.data.datasets import load_dexycb, register_dexycb
-from handobj_d2.data.datasets.dexycb import DEXYCB_SERIALS, DEXYCB_SUBJECTS
+from handobj_d2.data.datasets.dexycb import DEXYCB_SERIALS, DEXYCB_SUBJECTS, dexycb_layout
 from handobj_d2.mano import load_mano_model
 
 RANDOM_MANO = str(Path(__file__).parent / "fixtures" / "mano" / "mano_format_random_chumpy.pkl")
@@ -55,9 +55,10 @@ def write_labels(path, joints3d, object_pose, pca=None):
     )
 
 
-def write_sequence(root, name, side, frames):
-    """frames: list of (joints3d or None, object pose (3, 4) or None)."""
-    folder = os.path.join(root, SUBJECT, name)
+def write_sequence(root, name, side, frames, subject=SUBJECT):
+    """frames: list of (joints3d or None, object pose (3, 4) or None); each frame gets its
+    labels and a (blank) colour image file on every camera."""
+    folder = os.path.join(root, subject, name)
     os.makedirs(folder)
     meta = {
         "serials": list(DEXYCB_SERIALS),
@@ -75,6 +76,15 @@ def write_sequence(root, name, side, frames):
         os.makedirs(os.path.join(folder, serial))
         for index, (joints, pose) in enumerate(frames):
             write_labels(os.path.join(folder, serial, f"labels_{index:06d}.npz"), joints, pose, pca)
+            Path(folder, serial, f"color_{index:06d}.jpg").touch()
+
+
+def fill_subjects(root):
+    """Empty sequences (no frames) so that every subject has the 100 the toolkit asserts; their
+    names sort after the fixture's."""
+    for subject in DEXYCB_SUBJECTS:
+        for i in range(len(os.listdir(os.path.join(root, subject))), 100):
+            write_sequence(root, f"20200709_15{i:04d}", "right", [], subject)
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +116,15 @@ def tree(tmp_path_factory):
     write_sequence(root, SEQUENCES[2], "right", [(hand_joints(0.025), None)])  # object not posed
     write_sequence(root, SEQUENCES[3], "right", [(None, pose)])
     write_sequence(root, SEQUENCES[4], "right", [(hand_joints(0.02), pose)])  # val/test position
+    fill_subjects(root)
     return root
 
 
 def test_train_records_by_hand(tree, caplog):
     with caplog.at_level(logging.INFO):
-        records = load_dexycb(tree, "train", mano_path=RANDOM_MANO, dataset_name="fixture")
+        records = load_dexycb(
+            tree, "train", mano_path=RANDOM_MANO, protocol="grasp", dataset_name="fixture"
+        )
     # Sequence positions 0-3 are train; only position 0's first frame is kept, on 8 cameras.
     assert len(records) == 8
     assert "8 frames of left-hand sequences" in caplog.text
@@ -184,8 +197,75 @@ def test_malformed_files_are_named(tree, tmp_path):
     with pytest.raises(ValueError, match="labels.npz"):
         read_labels(str(broken))
     np.savez(tmp_path / "partial.npz", joint_3d=np.zeros((1, 21, 3)))
-    with pytest.raises(ValueError, match="partial.npz.*joint_2d"):
+    with pytest.raises(ValueError) as error:
         read_labels(str(tmp_path / "partial.npz"))
+    assert str(error.value) == (
+        f"{tmp_path / 'partial.npz'}: label array(s) joint_2d, pose_y, pose_m missing"
+    )
     (tmp_path / "bad.yml").write_text("color: {fx: 1, fy: 2}\n")
     with pytest.raises(ValueError, match="bad.yml"):
         read_intrinsics(str(tmp_path / "bad.yml"))
+
+
+def test_official_protocol_keeps_every_frame_with_a_hand(tree, caplog):
+    with caplog.at_level(logging.INFO):
+        records = load_dexycb(tree, "train", mano_path=RANDOM_MANO, dataset_name="fixture")
+    # Train positions 0-3: position 0 frames 0 and 2 (hand in and out of the grasp), the
+    # left-hand sequence (1), the unposed object (2); position 3 and frame 0/1 have no hand.
+    assert len(records) == 4 * 8
+    assert "16 frames without a hand" in caplog.text
+    assert "8 frames without a pose of the grasped object (kept, hand only)" in caplog.text
+    by_sequence = {}
+    for record in records:
+        by_sequence.setdefault(record["image_id"].split("/")[1], []).append(record)
+    assert sorted(by_sequence) == SEQUENCES[:3]
+    assert [r["frame_index"] for r in by_sequence[SEQUENCES[0]][:2]] == [0, 2]
+    far = by_sequence[SEQUENCES[0]][1]["annotations"]
+    assert len(far) == 2 and np.allclose(far[0]["joints3d"], hand_joints(0.3))
+    assert far[1]["object_name"] == "006_mustard_bottle"
+    (left,) = by_sequence[SEQUENCES[1]][0]["annotations"][:1]
+    assert "mano_pose" not in left and np.allclose(left["joints3d"], hand_joints(0.025))
+    unposed = by_sequence[SEQUENCES[2]][0]["annotations"]
+    assert [a["category_id"] for a in unposed] == [0]
+    assert "mano_pose" in unposed[0]
+
+
+def test_official_and_grasp_names_are_registered():
+    metadata = MetadataCatalog.get("dexycb_s0_test")
+    assert metadata.dexycb_protocol == "official" and metadata.split == "test"
+    assert MetadataCatalog.get("dexycb_s0_test_grasp").dexycb_protocol == "grasp"
+    for split in ("train", "val"):
+        assert {f"dexycb_s0_{split}", f"dexycb_s0_{split}_grasp"} <= set(DatasetCatalog.list())
+
+
+def test_subject_without_100_sequences_is_an_error(tmp_path):
+    root = tmp_path / "dexycb"
+    for path in dexycb_layout("val"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        if path.endswith(".yml"):
+            (root / path).write_text(yaml.safe_dump({"color": intrinsics(0)}))
+        else:
+            (root / path).mkdir()
+    for i in range(99):
+        (root / DEXYCB_SUBJECTS[0] / f"seq{i:03d}").mkdir()
+    with pytest.raises(ValueError) as error:
+        load_dexycb(str(root), "val", dataset_name="fixture")
+    message = str(error.value)
+    assert f"{root / DEXYCB_SUBJECTS[0]} has 99 sequence folders" in message
+    assert "100 per subject" in message
+
+
+def test_missing_colour_images_are_listed_at_load_time(tree):
+    folder = Path(tree, SUBJECT, SEQUENCES[4])
+    images = [folder / serial / "color_000000.jpg" for serial in DEXYCB_SERIALS[2:5]]
+    for image in images:
+        image.unlink()
+    try:
+        with pytest.raises(FileNotFoundError) as error:
+            load_dexycb(tree, "val", dataset_name="fixture")
+    finally:
+        for image in images:
+            image.touch()
+    message = str(error.value)
+    assert message.startswith("fixture: 3 of 8 colour images are missing: ")
+    assert all(str(image) in message for image in images)

@@ -3,6 +3,7 @@ world frame, column-major object_pose.txt, PLY models in metres): world -> colou
 the published extrinsics, FPHA -> manopth joint order, the hand-object subset of the split,
 and errors naming the files."""
 
+import contextlib
 import logging
 import os
 
@@ -140,17 +141,45 @@ def test_missing_files_are_listed(tree, tmp_path):
         )
 
 
-def test_malformed_table_is_named(tree):
-    path = os.path.join(
-        tree, "Object_6D_pose_annotation_v1", "Subject_2", "pour_milk", "2", "object_pose.txt"
-    )
+@contextlib.contextmanager
+def _replaced(path, content):
+    """``path`` holds ``content`` inside the block, its own content again after it."""
     with open(path) as f:
         good = f.read()
     try:
         with open(path, "w") as f:
-            f.write("0 1 0 0\n")
-        with pytest.raises(ValueError, match="object_pose.txt"):
-            load_fpha(tree, "test")
+            f.write(content)
+        yield
     finally:
         with open(path, "w") as f:
             f.write(good)
+
+
+def test_malformed_table_is_named(tree):
+    path = os.path.join(
+        tree, "Object_6D_pose_annotation_v1", "Subject_2", "pour_milk", "2", "object_pose.txt"
+    )
+    with _replaced(path, "0 1 0 0\n"), pytest.raises(ValueError, match="object_pose.txt"):
+        load_fpha(tree, "test")
+
+
+def test_empty_skeleton_is_an_error_naming_it(tree):
+    path = os.path.join(
+        tree, "Hand_pose_annotation_v1", "Subject_2", "pour_milk", "2", "skeleton.txt"
+    )
+    with _replaced(path, ""), pytest.raises(ValueError) as error:
+        load_fpha(tree, "test")
+    assert str(error.value) == f"{path}: the annotation file is empty (expected one row per frame)"
+
+
+def test_missing_image_after_the_first_is_listed(tree):
+    image = os.path.join(
+        tree, "Video_files", "Subject_1", "open_juice_bottle", "1", "color", "color_0001.jpeg"
+    )
+    os.rename(image, image + ".away")
+    try:
+        with pytest.raises(FileNotFoundError) as error:
+            load_fpha(tree, "train", dataset_name="fixture")
+    finally:
+        os.rename(image + ".away", image)
+    assert str(error.value) == f"fixture: 1 of 2 colour images are missing: {image}"

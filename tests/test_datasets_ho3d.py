@@ -2,17 +2,30 @@
 values computed by hand (OpenGL -> OpenCV, MANO -> manopth joint order, projections, boxes),
 registration, and the errors for missing or malformed files."""
 
+import json
 import logging
 import os
 import pickle
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from ho3d_fixture import CAM, HAND_BETA, HAND_POSE, HEIGHT, OBJECT, WIDTH, write_ho3d_tree
+from ho3d_fixture import (
+    CAM,
+    HAND_BETA,
+    HAND_POSE,
+    HEIGHT,
+    OBJECT,
+    WIDTH,
+    joints_gl,
+    train_meta,
+    write_ho3d_tree,
+)
 
 from handobj_d2.data.datasets import builtin, load_ho3d, register_ho3d
+from handobj_d2.data.segmentation import SEGMENTATION_DECODERS, encode_ho3d
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +169,52 @@ def test_malformed_files_are_named(tmp_path):
         f.write("no_slash_here\n")
     with pytest.raises(ValueError, match="train.txt:3"):
         load_ho3d(root, "train")
+
+
+def test_train_meta_without_mano_field_is_an_error(tmp_path):
+    root = write_ho3d_tree(str(tmp_path), train_frames=2)
+    meta = train_meta()
+    del meta["handBeta"]
+    with open(os.path.join(root, "train/SeqA1/meta/0001.pkl"), "wb") as f:
+        pickle.dump(meta, f, protocol=2)
+    with pytest.raises(ValueError, match="0001.pkl: annotation field 'handBeta' is missing"):
+        load_ho3d(root, "train")
+
+
+def test_one_challenge_file_without_the_other_is_an_error(tmp_path):
+    root = write_ho3d_tree(str(tmp_path))
+    with open(os.path.join(root, "evaluation_xyz.json"), "w") as f:
+        json.dump([joints_gl().tolist()], f)
+    with pytest.raises(FileNotFoundError, match="evaluation_verts.json is missing"):
+        load_ho3d(root, "evaluation")
+
+
+@pytest.mark.parametrize("folder", ["train/SeqA1/segr", "segr/train/SeqA1/seg"])
+def test_segr_masks_are_read(tmp_path, folder):
+    root = write_ho3d_tree(str(tmp_path), train_frames=2)
+    shutil.rmtree(os.path.join(root, "train/SeqA1/seg"))
+    os.makedirs(os.path.join(root, folder))
+    hand = np.zeros((HEIGHT, WIDTH), bool)
+    hand[2:9, 3:7] = True
+    image = encode_ho3d(hand, np.zeros_like(hand))
+    cv2.imwrite(os.path.join(root, folder, "0001.png"), np.ascontiguousarray(image[..., ::-1]))
+    first, second = load_ho3d(root, "train")
+    assert "segmentation_file" not in first
+    assert second["segmentation_file"] == os.path.join(os.path.abspath(root), folder, "0001.png")
+    decoded_hand, decoded_object = SEGMENTATION_DECODERS[second["segmentation_format"]](
+        second["segmentation_file"]
+    )
+    assert decoded_hand.sum() == 7 * 4 and decoded_hand[2:9, 3:7].all()
+    assert not decoded_object.any()
+
+
+def test_missing_images_are_listed_at_load_time(tmp_path):
+    root = write_ho3d_tree(str(tmp_path), train_frames=9)
+    for frame in range(1, 8):
+        os.remove(os.path.join(root, f"train/SeqA1/rgb/{frame:04d}.png"))
+    with pytest.raises(FileNotFoundError) as error:
+        load_ho3d(root, "train", dataset_name="fixture")
+    message = str(error.value)
+    assert "fixture: 7 of 9 images of train.txt are missing" in message
+    assert "train/SeqA1/rgb/0001.png" in message and "0005.png and 2 more" in message
+    assert "0000.png" not in message and "0006.png" not in message

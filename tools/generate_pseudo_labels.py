@@ -8,13 +8,17 @@
     python tools/generate_pseudo_labels.py --config-file CFG --videos clips/ --output OUT \\
         --boxes boxes.json --intrinsics 615 615 320 240 --num-gpus 8 \\
         MODEL.WEIGHTS teacher.pth SEMI.MODE distillation
+    # 2 CPU processes (gloo); the output equals a single process's
+    python tools/generate_pseudo_labels.py --config-file CFG --videos clips/ --output OUT \\
+        --num-processes 2 --dist-url auto MODEL.DEVICE cpu MODEL.WEIGHTS teacher.pth
 
 --videos takes video files, frame folders and directories holding them. Writes, in --output,
 pseudo_labels.json (train a student with SEMI.PSEUDO_LABEL_FILES), scores.csv (every frame's
 consistency scores and filter verdicts), summary.json (frames removed by each filter) and
 per-video results (handobj_d2/semi/pseudo_labels.py). Rerunning the same command after an
 interruption skips the finished videos. Boxes file format: handobj_d2/semi/teacher.py.
-Multi-machine: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT.
+Videos are shared out among the processes. Multi-machine: add --num-machines N --machine-rank R
+--dist-url tcp://HOST:PORT. Without MODEL.WEIGHTS every process has its own random teacher.
 """
 
 import argparse
@@ -23,13 +27,14 @@ import logging
 import os
 import sys
 
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import handobj_d2  # noqa: F401  (registers models and datasets)
 from handobj_d2.data.video import find_videos
 from handobj_d2.engine import HandObjectConfigError, setup_cfg
+from handobj_d2.engine.launch import add_launch_arguments, launch
 from handobj_d2.geometry import intrinsics_matrix
 from handobj_d2.semi.generation import SETTINGS_FILE, check_inputs, run_settings
 from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator
@@ -40,7 +45,7 @@ logger = logging.getLogger("handobj_d2.generate_pseudo_labels")
 
 
 def parse_args(argv=None):
-    parser = default_argument_parser(epilog=__doc__)
+    parser = add_launch_arguments(default_argument_parser(epilog=__doc__))
     for action in parser._actions:  # training flags of Detectron2's parser: not used here
         if action.dest in ("resume", "eval_only"):
             action.help = argparse.SUPPRESS
@@ -99,6 +104,7 @@ def cli(argv=None):
         launch(
             main,
             args.num_gpus,
+            cfg.MODEL.DEVICE,
             num_machines=args.num_machines,
             machine_rank=args.machine_rank,
             dist_url=args.dist_url,

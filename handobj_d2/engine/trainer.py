@@ -1,13 +1,19 @@
-"""HandObjectTrainer: Detectron2's DefaultTrainer with the project's optimizer, data and
-evaluators."""
+"""HandObjectTrainer: Detectron2's DefaultTrainer with the project's optimizer, data,
+evaluators and DistributedDataParallel wrapping (CPU processes too, see docs/distributed.md)."""
 
+import logging
 import os
+import weakref
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from torch.nn.parallel import DistributedDataParallel
 
 from ..data import HandObjectDatasetMapper, build_hand_object_train_loader
 from ..evaluation import HandPoseEvaluator, ObjectPoseEvaluator
@@ -35,7 +41,47 @@ def initial_weights(cfg):
     return cfg.MODEL.WEIGHTS
 
 
+def create_ddp_model(cfg, model):
+    """``model`` wrapped in DistributedDataParallel when there is more than one process.
+
+    CUDA models are bound to the process's local GPU, CPU models (MODEL.DEVICE "cpu", gloo) to
+    none. With MODEL.HANDOBJ.DETECTOR_ON False the RPN, the box head and the FPN outputs only
+    the detector reads (p3-p6) get no gradient, which DDP rejects unless told to look for unused
+    parameters (a graph traversal per iteration, so only then)."""
+    if comm.get_world_size() == 1:
+        return model
+    cuda = torch.device(cfg.MODEL.DEVICE).type == "cuda"
+    return DistributedDataParallel(
+        model,
+        device_ids=[comm.get_local_rank()] if cuda else None,
+        broadcast_buffers=False,
+        find_unused_parameters=not cfg.MODEL.HANDOBJ.DETECTOR_ON,
+    )
+
+
 class HandObjectTrainer(DefaultTrainer):
+    def __init__(self, cfg):
+        """DefaultTrainer's, with the model wrapped by :func:`create_ddp_model`."""
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(cfg, model)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(
+            model, data_loader, optimizer
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
     def resume_or_load(self, resume=True):
         """DefaultTrainer's, starting from ``initial_weights(cfg)`` instead of MODEL.WEIGHTS."""
         self.checkpointer.resume_or_load(initial_weights(self.cfg), resume=resume)

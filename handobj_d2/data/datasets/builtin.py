@@ -21,7 +21,13 @@ BUILTIN_HO3D = {
     "synthetic_eval": ("synthetic", "evaluation", "v2"),
     "synthetic_shifted_eval": ("synthetic_shifted", "evaluation", "v2"),
 }
-BUILTIN_DEXYCB = {f"dexycb_s0_{split}": ("DexYCB", split) for split in DEXYCB_SPLITS}
+# DexYCB s0: the toolkit's benchmark frames (every frame with a hand), and "_grasp": right
+# hands with the grasped object in the hand only (not comparable with the benchmark).
+BUILTIN_DEXYCB = {
+    f"dexycb_s0_{split}{suffix}": ("DexYCB", split, protocol)
+    for split in DEXYCB_SPLITS
+    for suffix, protocol in (("", "official"), ("_grasp", "grasp"))
+}
 BUILTIN_FPHA = {f"fpha_{split}": ("FPHA", split) for split in FPHA_SPLITS}
 
 
@@ -37,9 +43,9 @@ def register_all_builtin(root):
     for name, (folder, split, version) in BUILTIN_HO3D.items():
         if name not in registered:
             register_ho3d(name, os.path.join(root, folder), split, version, check=False)
-    for name, (folder, split) in BUILTIN_DEXYCB.items():
+    for name, (folder, split, protocol) in BUILTIN_DEXYCB.items():
         if name not in registered:
-            register_dexycb(name, os.path.join(root, folder), split, check=False)
+            register_dexycb(name, os.path.join(root, folder), split, protocol=protocol, check=False)
     for name, (folder, split) in BUILTIN_FPHA.items():
         if name not in registered:
             register_fpha(name, os.path.join(root, folder), split, check=False)

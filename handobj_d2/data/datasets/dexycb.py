@@ -11,16 +11,23 @@ dex-ycb-toolkit:
     <root>/calibration/mano_<mano_calib>/mano.yml            betas (10)
     <root>/models/<ycb name>/textured_simple.obj             YCB models, metres
 
-s0: every subject and camera; a subject's sequences, sorted by name, go to val/test when their
-position i has i % 5 == 4 (val: the first two subjects, test: the other eight), else to train.
+s0: every subject and camera; each subject has exactly 100 sequences (as the toolkit asserts);
+sorted by name, those at positions i with i % 5 == 4 go to val (the first two subjects) and
+test (the other eight), the others to train.
 
 Everything is already in the OpenCV camera frame, metres, joints in manopth's order. Kept
-frames: right-hand sequences, frames with a hand, whose grasped object (``ycb_ids
-[ycb_grasp_ind]``) is posed and within ``max_grasp_distance`` of a hand joint (the object in
-the grasp, not on the table). ``pose_m`` holds MANO's global rotation, 45 PCA coefficients of
-the finger pose (``flat_hand_mean=False``) and a translation; with a MANO model file
-(``mano_path``) the loader turns it into the project's full 48-d axis-angle pose
-(``flat_hand_mean=True``); without one the records carry joints only.
+frames, by ``protocol``:
+    "official": the toolkit's hand pose benchmark (hpe_eval.py): every frame of the split with a
+        hand (``joint_3d`` not all -1), left- and right-hand sequences; the grasped object
+        (``ycb_ids[ycb_grasp_ind]``) is annotated where it is posed.
+    "grasp": right-hand sequences only, frames with a hand whose grasped object is posed and
+        within ``max_grasp_distance`` of a hand joint (the object in the grasp, not on the
+        table). Its numbers are not comparable with the toolkit's benchmark.
+``pose_m`` holds MANO's global rotation, 45 PCA coefficients of the finger pose
+(``flat_hand_mean=False``) and a translation; with a MANO model file (``mano_path``) the loader
+turns a right hand's into the project's full 48-d axis-angle pose (``flat_hand_mean=True``);
+without one, and for left hands (the project's MANO layer is right-handed), the records carry
+joints only. Every kept frame's colour image must exist (checked at load time).
 """
 
 import logging
@@ -35,6 +42,7 @@ from .object_models import YCB_SYMMETRIC_OBJECTS, ObjectModels, model_folder_fil
 from .records import (
     SkipCounter,
     as_array,
+    check_files_exist,
     check_layout,
     hand_annotation,
     joints_valid,
@@ -91,6 +99,8 @@ DEXYCB_YCB_CLASSES = (
     "061_foam_brick",
 )
 DEXYCB_SPLITS = ("train", "val", "test")
+DEXYCB_PROTOCOLS = ("official", "grasp")
+DEXYCB_SEQUENCES_PER_SUBJECT = 100
 # s0 ("default"): subjects of each split and whether a sequence position goes to val/test.
 _S0_SUBJECTS = {"train": range(10), "val": range(2), "test": range(2, 10)}
 DEXYCB_IMAGE_SIZE = (480, 640)  # height, width
@@ -150,13 +160,15 @@ def read_labels(path):
     """The arrays of a labels_%06d.npz file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"DexYCB label file not found: {path}")
+    keys = ("joint_3d", "joint_2d", "pose_y", "pose_m")
     try:
         with np.load(path) as data:
-            labels = {k: data[k] for k in ("joint_3d", "joint_2d", "pose_y", "pose_m")}
-    except KeyError as e:
-        raise ValueError(f"{path}: label array {e} is missing") from None
+            missing = [k for k in keys if k not in data.files]
+            labels = {} if missing else {k: data[k] for k in keys}
     except Exception as e:  # zip / pickle errors of a broken file
         raise ValueError(f"{path}: cannot read the label file ({e!r})") from None
+    if missing:
+        raise ValueError(f"{path}: label array(s) {', '.join(missing)} missing")
     return labels
 
 
@@ -183,17 +195,39 @@ def _grasp_distance(joints, R, t, corners):
     return float(np.linalg.norm(outside, axis=1).min())
 
 
+def _split_sequences(root, split, dataset_name):
+    """[(subject, sequence)] of the s0 ``split``; a subject without exactly 100 sequences is an
+    error (the positions that pick val/test would shift)."""
+    sequences = []
+    for index in _S0_SUBJECTS[split]:
+        subject = DEXYCB_SUBJECTS[index]
+        folder = os.path.join(root, subject)
+        names = sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n)))
+        if len(names) != DEXYCB_SEQUENCES_PER_SUBJECT:
+            raise ValueError(
+                f"{dataset_name}: {folder} has {len(names)} sequence folders; DexYCB has "
+                f"{DEXYCB_SEQUENCES_PER_SUBJECT} per subject and s0 picks val/test by position, "
+                "so an incomplete subject would shift the split (re-extract its archive)"
+            )
+        sequences += [(subject, n) for i, n in enumerate(names) if _s0_sequence_selected(split, i)]
+    return sequences
+
+
 def load_dexycb(
     root,
     split,
     models=None,
     mano_path="",
+    protocol="official",
     max_grasp_distance=MAX_GRASP_DISTANCE,
     dataset_name="dexycb",
 ):
-    """Records (docs/design.md) of the s0 ``split`` ("train", "val", "test") of DexYCB."""
+    """Records (docs/design.md) of the s0 ``split`` ("train", "val", "test") of DexYCB, frames
+    kept by ``protocol`` ("official" or "grasp", see the module)."""
     if split not in DEXYCB_SPLITS:
         raise ValueError(f"DexYCB split must be one of {DEXYCB_SPLITS}, got {split!r}")
+    if protocol not in DEXYCB_PROTOCOLS:
+        raise ValueError(f"DexYCB protocol must be one of {DEXYCB_PROTOCOLS}, got {protocol!r}")
     check_layout(dataset_name, root, dexycb_layout(split))
     models = models if models is not None else dexycb_object_models(root)
     pca = ManoPCA(mano_path) if mano_path else None
@@ -201,17 +235,7 @@ def load_dexycb(
         s: read_intrinsics(os.path.join(root, "calibration", "intrinsics", f"{s}_640x480.yml"))
         for s in DEXYCB_SERIALS
     }
-    sequences = []
-    for index in _S0_SUBJECTS[split]:
-        subject = DEXYCB_SUBJECTS[index]
-        names = sorted(
-            n
-            for n in os.listdir(os.path.join(root, subject))
-            if os.path.isdir(os.path.join(root, subject, n))
-        )
-        if len(names) != 100:
-            logger.warning(f"{dataset_name}: {subject} has {len(names)} sequences (DexYCB: 100)")
-        sequences += [(subject, n) for i, n in enumerate(names) if _s0_sequence_selected(split, i)]
+    sequences = _split_sequences(root, split, dataset_name)
     records, skipped = [], SkipCounter()
     height, width = DEXYCB_IMAGE_SIZE
     for subject, sequence in tqdm(sequences, desc=dataset_name, unit="sequence", leave=False):
@@ -219,7 +243,8 @@ def load_dexycb(
         meta_path = os.path.join(folder, "meta.yml")
         meta = read_yaml(meta_path)
         num_frames = int(_key(meta, "num_frames", meta_path))
-        if _key(meta, "mano_sides", meta_path)[0] != "right":
+        right = _key(meta, "mano_sides", meta_path)[0] == "right"
+        if protocol == "grasp" and not right:
             skipped["frames of left-hand sequences"] += num_frames * len(DEXYCB_SERIALS)
             continue
         ycb_ids = _key(meta, "ycb_ids", meta_path)
@@ -246,23 +271,28 @@ def load_dexycb(
                     skipped["frames without a hand"] += 1
                     continue
                 pose_y = as_array(labels["pose_y"], (len(ycb_ids), 3, 4), "pose_y", label_path)
-                if not pose_y[grasp].any():
-                    skipped["frames without a pose of the grasped object"] += 1
-                    continue
                 R, t = pose_y[grasp, :, :3], pose_y[grasp, :, 3]
-                if _grasp_distance(joints3d, R, t, model["points"]) > max_grasp_distance:
-                    skipped["frames with the object out of the grasp"] += 1
-                    continue
-                joints2d = as_array(labels["joint_2d"], (1, NUM_JOINTS, 2), "joint_2d", label_path)[
-                    0
-                ]
+                posed = bool(pose_y[grasp].any())
+                if protocol == "grasp":
+                    if not posed:
+                        skipped["frames without a pose of the grasped object"] += 1
+                        continue
+                    if _grasp_distance(joints3d, R, t, model["points"]) > max_grasp_distance:
+                        skipped["frames with the object out of the grasp"] += 1
+                        continue
+                elif not posed:
+                    skipped["frames without a pose of the grasped object (kept, hand only)"] += 1
+                joints2d = as_array(labels["joint_2d"], (1, NUM_JOINTS, 2), "joint_2d", label_path)
                 mano = {}
-                if pca is not None:
+                if pca is not None and right:
                     pose_m = as_array(labels["pose_m"], (1, 51), "pose_m", label_path)[0]
                     mano = {
                         "mano_pose": np.concatenate([pose_m[:3], pca(pose_m[3:48])]),
                         "mano_shape": betas,
                     }
+                annotations = [hand_annotation(K, joints3d=joints3d, joints2d=joints2d[0], **mano)]
+                if posed:
+                    annotations.append(object_annotation(name, R, t, model["points"], model, K))
                 records.append(
                     {
                         "file_name": os.path.abspath(
@@ -274,12 +304,10 @@ def load_dexycb(
                         "sequence": f"{subject}/{sequence}/{serial}",
                         "frame_index": frame,
                         "camera_K": K.astype(np.float32),
-                        "annotations": [
-                            hand_annotation(K, joints3d=joints3d, joints2d=joints2d, **mano),
-                            object_annotation(name, R, t, model["points"], model, K),
-                        ],
+                        "annotations": annotations,
                     }
                 )
+    check_files_exist(dataset_name, [r["file_name"] for r in records], "colour images")
     if pca is None and records:
         logger.info(f"{dataset_name}: no MANO model given (mano_path): records carry joints only")
     skipped.log(dataset_name, len(records))
@@ -287,9 +315,16 @@ def load_dexycb(
 
 
 def register_dexycb(
-    name, root, split, mano_path=None, max_grasp_distance=MAX_GRASP_DISTANCE, check=True
+    name,
+    root,
+    split,
+    mano_path=None,
+    protocol="official",
+    max_grasp_distance=MAX_GRASP_DISTANCE,
+    check=True,
 ):
-    """Register the s0 ``split`` of the DexYCB tree at ``root`` as dataset ``name``.
+    """Register the s0 ``split`` of the DexYCB tree at ``root`` (frames kept by ``protocol``,
+    "official" or "grasp") as dataset ``name``.
     ``mano_path``: MANO_RIGHT.pkl (or its folder) to turn ``pose_m`` into MANO labels; None
     reads ``$HANDOBJ_MANO_PATH`` when the dataset is loaded."""
     if check:
@@ -298,6 +333,8 @@ def register_dexycb(
 
     def load():
         path = os.getenv("HANDOBJ_MANO_PATH", "") if mano_path is None else mano_path
-        return load_dexycb(root, split, models, path, max_grasp_distance, dataset_name=name)
+        return load_dexycb(
+            root, split, models, path, protocol, max_grasp_distance, dataset_name=name
+        )
 
-    register_handobj_dataset(name, load, root, split, models)
+    register_handobj_dataset(name, load, root, split, models, dexycb_protocol=protocol)

@@ -27,6 +27,7 @@ from ...constants import NUM_JOINTS
 from .object_models import ObjectModels
 from .records import (
     SkipCounter,
+    check_files_exist,
     check_layout,
     hand_annotation,
     image_size,
@@ -104,7 +105,8 @@ def read_split(path):
 
 
 def read_table(path, width):
-    """{frame index: values (width,)} of an FPHA annotation text file."""
+    """{frame index: values (width,)} of an FPHA annotation text file (an empty file is an
+    error: every sequence of the split is annotated)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"FPHA annotation not found: {path}")
     try:
@@ -112,7 +114,7 @@ def read_table(path, width):
     except ValueError as e:
         raise ValueError(f"{path}: malformed annotation table ({e})") from None
     if table.size == 0:
-        return {}
+        raise ValueError(f"{path}: the annotation file is empty (expected one row per frame)")
     if table.shape[1] != width + 1 or not np.isfinite(table).all():
         raise ValueError(
             f"{path}: expected rows of a frame index and {width} numbers, got {table.shape[1]} columns"
@@ -200,6 +202,7 @@ def load_fpha(root, split, models=None, dataset_name="fpha"):
                 }
             )
         skipped["frames without a hand pose"] += len(set(poses) - set(skeletons))
+    check_files_exist(dataset_name, [r["file_name"] for r in records], "colour images")
     skipped.log(dataset_name, len(records))
     return records
 

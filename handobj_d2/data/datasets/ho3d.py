@@ -3,7 +3,8 @@
     <root>/train.txt, <root>/evaluation.txt                "sequence/frame_id" per line
     <root>/{train,evaluation}/<seq>/rgb/<id>.png|jpg        v2: png, v3: jpg
     <root>/{train,evaluation}/<seq>/meta/<id>.pkl           annotations (OpenGL camera frame)
-    <root>/train/<seq>/seg/<id>.png|jpg                     hand/object segmentation (optional)
+    <root>/train/<seq>/seg/<id>.png|jpg                     hand/object segmentation (optional;
+                                                            or segr/, see SEGMENTATION_FOLDERS)
     <root>/models/<name>/points.xyz                         YCB object models, metres
 
 Conversions: 3D points and rotations go from OpenGL to OpenCV (``diag(1, -1, -1)``; the MANO
@@ -11,7 +12,8 @@ global rotation becomes ``diag(1, -1, -1) @ R_gl``), joints from MANO's order to
 (``geometry.HO3D_TO_MANOPTH``). Train frames: the hand box bounds the projected joints.
 Evaluation frames have the wrist (``root3d``) and HO3D's ``handBoundingBox``, plus ``joints3d``
 and ``vertices3d`` where the challenge's released ground truth (``evaluation_xyz.json``,
-``evaluation_verts.json``) lies at the root. The object
+``evaluation_verts.json``, both or neither) lies at the root. Every frame's image must exist
+(checked when loading, one directory listing per sequence). The object
 box bounds the projected model points; control points are the 21 points of
 ``objCorners3DRest``'s box. The project's synthetic sets are HO3D trees read by the same code.
 """
@@ -31,6 +33,7 @@ from .object_models import YCB_SYMMETRIC_OBJECTS, ObjectModels, model_folder_fil
 from .records import (
     SkipCounter,
     as_array,
+    check_files_exist,
     check_layout,
     hand_annotation,
     image_size,
@@ -44,7 +47,16 @@ HO3D_SPLITS = ("train", "evaluation")
 HO3D_IMAGE_EXTENSIONS = {"v2": ".png", "v3": ".jpg"}
 # Objects of the evaluation split never seen in training (reported apart).
 HO3D_UNSEEN_OBJECTS = {"v2": ("019_pitcher_base",), "v3": ()}
-SEGMENTATION_EXTENSIONS = (".png", ".jpg")
+SEGMENTATION_EXTENSIONS = (".png", ".jpg")  # by preference
+# Where HO3D releases keep a train sequence's segmentation (relative to the root; the first
+# folder that exists wins): seg/ in the sequence (HO3D v2), segr/ in the sequence (H2O3D), and
+# HO3D v3's separate segmentation archive, unpacked at the root as segr/<split>/<seq>/seg/.
+# All use HO3D's encoding (object in the green channel, hand in the blue one).
+SEGMENTATION_FOLDERS = (
+    ("{split}", "{sequence}", "seg"),
+    ("{split}", "{sequence}", "segr"),
+    ("segr", "{split}", "{sequence}", "seg"),
+)
 
 
 def ho3d_layout(split):
@@ -107,14 +119,42 @@ def _rotation(axis_angle):
     return cv2.Rodrigues(np.asarray(axis_angle, np.float64).reshape(3, 1))[0]
 
 
+def segmentation_files(root, split, sequence):
+    """{frame_id: path} of a sequence's segmentation files, from the first folder of
+    SEGMENTATION_FOLDERS that exists (one directory listing); {} when none does."""
+    for parts in SEGMENTATION_FOLDERS:
+        folder = os.path.join(root, *(p.format(split=split, sequence=sequence) for p in parts))
+        if os.path.isdir(folder):
+            names = os.listdir(folder)
+            files = {}
+            for extension in reversed(SEGMENTATION_EXTENSIONS):
+                files.update(
+                    {
+                        n[: -len(extension)]: os.path.join(folder, n)
+                        for n in names
+                        if n.endswith(extension)
+                    }  # fmt: skip
+                )
+            return files
+    return {}
+
+
 def read_challenge_ground_truth(root, num_frames):
     """The evaluation split's released ground truth (``evaluation_xyz.json``,
     ``evaluation_verts.json`` at the root, in evaluation.txt order, OpenGL frame, MANO joint
     order) as OpenCV-frame joints (N, 21, 3) in manopth order and vertices (N, 778, 3), metres;
-    None when the files are absent."""
+    None when both files are absent. The challenge releases them together, and the evaluator
+    needs both (joint and mesh errors): one without the other is an error."""
     paths = [os.path.join(root, f"evaluation_{kind}.json") for kind in ("xyz", "verts")]
-    if not all(os.path.isfile(p) for p in paths):
+    present = [os.path.isfile(p) for p in paths]
+    if not any(present):
         return None
+    if not all(present):
+        found, missing = (paths[0], paths[1]) if present[0] else (paths[1], paths[0])
+        raise FileNotFoundError(
+            f"{found} is present but {missing} is missing: the HO3D challenge's ground truth "
+            "comes as both files; add the missing one or remove both"
+        )
     arrays = []
     for path, shape in zip(paths, ((NUM_JOINTS, 3), (NUM_MANO_VERTICES, 3))):
         with open(path) as f:
@@ -147,7 +187,7 @@ def _hand(meta, split, K, path, skipped, ground_truth=None):
         return annotation
     joints = opengl_to_opencv(_field(meta, "handJoints3D", (NUM_JOINTS, 3), path))
     joints = joints[HO3D_TO_MANOPTH]
-    if meta.get("handPose") is None or meta.get("handBeta") is None:
+    if _absent(meta, "handPose", path) or _absent(meta, "handBeta", path):
         skipped["train frames without MANO parameters (kept, joints only)"] += 1
         return hand_annotation(K, joints3d=joints)
     pose = _field(meta, "handPose", (48,), path).copy()
@@ -191,8 +231,13 @@ def load_ho3d(root, split, version="v2", models=None, dataset_name="ho3d"):
     models = models if models is not None else ho3d_object_models(root)
     frames = read_split_list(os.path.join(root, f"{split}.txt"))
     extension = HO3D_IMAGE_EXTENSIONS[version]
+    check_files_exist(
+        dataset_name,
+        [os.path.join(root, split, seq, "rgb", frame + extension) for seq, frame in frames],
+        what=f"images of {split}.txt",
+    )
     ground_truth = read_challenge_ground_truth(root, len(frames)) if split == "evaluation" else None
-    sizes, records, skipped = {}, [], SkipCounter()
+    sizes, segmentations, records, skipped = {}, {}, [], SkipCounter()
     for position, (sequence, frame_id) in enumerate(
         tqdm(frames, desc=f"{dataset_name}", unit="frame", mininterval=5, leave=False)
     ):
@@ -232,12 +277,12 @@ def load_ho3d(root, split, version="v2", models=None, dataset_name="ho3d"):
             "annotations": annotations,
         }
         if split == "train":
-            for seg_extension in SEGMENTATION_EXTENSIONS:
-                seg_path = os.path.join(folder, "seg", frame_id + seg_extension)
-                if os.path.isfile(seg_path):
-                    record["segmentation_file"] = os.path.abspath(seg_path)
-                    record["segmentation_format"] = "ho3d"
-                    break
+            if sequence not in segmentations:
+                segmentations[sequence] = segmentation_files(root, split, sequence)
+            seg_path = segmentations[sequence].get(frame_id)
+            if seg_path is not None:
+                record["segmentation_file"] = os.path.abspath(seg_path)
+                record["segmentation_format"] = "ho3d"
             else:
                 skipped["train frames without a segmentation file (kept, box as mask)"] += 1
         records.append(record)

@@ -33,6 +33,25 @@ def check_layout(dataset, root, required):
         )
 
 
+def check_files_exist(dataset, paths, what="image files", shown=5):
+    """Raise FileNotFoundError naming the first ``shown`` of ``paths`` that do not exist and
+    their count. One directory listing per folder, not a stat per file (datasets hold ~10^5
+    frames, often on network storage)."""
+    listings, missing = {}, []
+    for path in paths:
+        folder, name = os.path.split(path)
+        if folder not in listings:
+            listings[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        if name not in listings[folder]:
+            missing.append(path)
+    if missing:
+        more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
+        raise FileNotFoundError(
+            f"{dataset}: {len(missing)} of {len(paths)} {what} are missing: "
+            f"{', '.join(missing[:shown])}{more}"
+        )
+
+
 def image_size(path):
     """(height, width) of an image file; clear errors for missing or corrupt files."""
     return read_image(path).shape[:2]
