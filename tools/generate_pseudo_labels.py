@@ -31,7 +31,11 @@ from detectron2.utils.logger import setup_logger
 import handobj_d2  # noqa: F401  (registers models and datasets)
 from handobj_d2.data.video import find_videos
 from handobj_d2.engine import HandObjectConfigError, setup_cfg
-from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator, write_atomically
+from handobj_d2.semi.pseudo_labels import (
+    PseudoLabelGenerator,
+    remove_temporary_files,
+    write_atomically,
+)
 from handobj_d2.semi.teacher import build_teacher, distillation_transforms, load_boxes_file
 
 # The settings a rerun must share with the run it resumes (kept in the output folder).
@@ -141,6 +145,8 @@ def cli(argv=None):
     args = parse_args(argv)
     try:
         check_inputs(args)
+        if os.path.isdir(args.output):  # before any worker starts writing
+            remove_temporary_files(args.output)
         launch(
             main,
             args.num_gpus,

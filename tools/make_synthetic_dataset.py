@@ -8,6 +8,8 @@
         --domain shifted --train 0 --eval 32 --videos 8
 
 Layout, segmentation encoding and domains: datasets/README.md ("Synthetic set").
+Rerunning the same command after an interruption finishes the set: the frames and videos
+written before are kept (byte-identical to an uninterrupted run).
 """
 
 import argparse
@@ -20,8 +22,11 @@ from handobj_d2.data.synthetic import (
     SEQUENCE_LENGTH,
     SUMMARY_FILE,
     SYNTHETIC_DOMAINS,
+    dataset_summary,
     generate_dataset,
+    unfinished_same_set,
 )
+from handobj_d2.semi.pseudo_labels import TEMPORARY_PREFIX
 
 
 def parse_args(argv=None):
@@ -54,11 +59,17 @@ def parse_args(argv=None):
     return args
 
 
-def prepare_output(output, overwrite):
-    """Make sure ``output`` is empty: a leftover set would mix stale frames and videos into
-    the new one. With ``overwrite``, an earlier synthetic set (it has SUMMARY_FILE) is removed;
-    anything else is never deleted."""
-    if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
+def prepare_output(output, overwrite, summary):
+    """Make sure ``output`` is empty, or holds an interrupted generation of the same set
+    (``summary``, from ``dataset_summary``), which is then finished: a leftover set would mix
+    stale frames and videos into the new one. With ``overwrite``, an earlier synthetic set (it
+    has SUMMARY_FILE) is removed; anything else is never deleted."""
+    if not os.path.exists(output) or (
+        os.path.isdir(output)
+        and all(name.startswith(TEMPORARY_PREFIX) for name in os.listdir(output))
+    ):
+        return  # empty, or holding only what a run killed at its start left
+    if not overwrite and os.path.isdir(output) and unfinished_same_set(output, summary):
         return
     if not os.path.isdir(output):
         raise SystemExit(f"--output {output} is a file, not a folder")
@@ -75,9 +86,7 @@ def prepare_output(output, overwrite):
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    prepare_output(args.output, args.overwrite)
-    summary = generate_dataset(
-        args.output,
+    options = dict(
         train=args.train,
         evaluation=args.eval,
         videos=args.videos,
@@ -88,6 +97,11 @@ def main(argv=None):
         mano_path=args.mano_path,
         frames_per_sequence=args.frames_per_sequence,
     )
+    prepare_output(args.output, args.overwrite, dataset_summary(**options))
+    try:
+        summary = generate_dataset(args.output, **options)
+    except OSError as e:  # disk full, read-only or unwritable --output: rerun once fixed
+        raise SystemExit(f"error: {e}") from e
     print(summary)
     return 0
 

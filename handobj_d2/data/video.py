@@ -7,6 +7,7 @@ source yields ``(frame_index, image)`` with BGR uint8 images, frames in order.
 import os
 
 import cv2
+import numpy as np
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -17,12 +18,15 @@ def _images_in(folder):
 
 
 def read_image(path):
-    """BGR uint8 image from ``path``; a clear error for a missing or unreadable file."""
+    """BGR uint8 image from ``path``; a clear error for a missing, unreadable or truncated file.
+    Decoded from the file's bytes (``cv2.imdecode``, which rejects a truncated JPEG that
+    ``cv2.imread`` decodes without an error, grey where the data is missing)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ValueError(f"{path}: cannot decode the image (corrupt or not an image)")
+        raise ValueError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     return image
 
 

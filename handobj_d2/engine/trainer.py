@@ -1,17 +1,22 @@
 """HandObjectTrainer: Detectron2's DefaultTrainer with the project's optimizer, data and
 evaluators."""
 
+import io
 import os
+import weakref
 
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+from detectron2.utils import comm
 
 from ..data import HandObjectDatasetMapper, build_hand_object_train_loader
 from ..evaluation import HandPoseEvaluator, ObjectPoseEvaluator
 from ..mano import build_hand_layer
+from ..semi.pseudo_labels import remove_temporary_files, write_atomically
 
 
 def initial_weights(cfg):
@@ -35,12 +40,60 @@ def initial_weights(cfg):
     return cfg.MODEL.WEIGHTS
 
 
+class AtomicCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer whose files appear whole or not at all.
+
+    Detectron2 writes ``model_XXXXXXX.pth`` in place and then rewrites ``last_checkpoint`` in
+    place: a kill during the first leaves a truncated .pth on disk (read by whoever loads it
+    directly, e.g. a truncated ``model_final.pth`` as MODEL.WEIGHTS), and a kill during the
+    second an empty ``last_checkpoint``, on which ``--resume`` fails. Here both go through a
+    temporary file in ``save_dir`` renamed over the target (``write_atomically``), so after a
+    kill at any moment ``last_checkpoint`` names a complete checkpoint (an OS crash before the
+    data reaches the disk is not covered: no fsync). The checkpoint is serialised in memory
+    first, which needs its size in free RAM.
+    """
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        buffer = io.BytesIO()
+        torch.save(data, buffer)
+        write_atomically(path, buffer.getbuffer(), mode="wb")
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        write_atomically(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+
 class HandObjectTrainer(DefaultTrainer):
+    def build_hooks(self):
+        """DefaultTrainer's hooks, checkpointing through an AtomicCheckpointer (set here because
+        DefaultTrainer.__init__ builds its checkpointer, then the hooks that use it)."""
+        self.checkpointer = AtomicCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return super().build_hooks()
+
     def resume_or_load(self, resume=True):
-        """DefaultTrainer's, starting from ``initial_weights(cfg)`` instead of MODEL.WEIGHTS."""
+        """DefaultTrainer's, starting from ``initial_weights(cfg)`` instead of MODEL.WEIGHTS.
+
+        A run killed between its last periodic checkpoint and ``model_final.pth`` (MAX_ITER a
+        multiple of CHECKPOINT_PERIOD) resumes with no iteration left, where Detectron2 never
+        writes ``model_final.pth``: it is written here, from that last checkpoint."""
+        if resume and comm.is_main_process() and os.path.isdir(self.cfg.OUTPUT_DIR):
+            remove_temporary_files(self.cfg.OUTPUT_DIR, recursive=False)  # checkpoints' halves
         self.checkpointer.resume_or_load(initial_weights(self.cfg), resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
+            final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+            if self.start_iter >= self.max_iter and not os.path.isfile(final):
+                self.checkpointer.save("model_final", iteration=self.iter)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -43,10 +43,14 @@ PREDICTION_FIELDS = (
 )
 
 
+# Names of the temporary files of ``write_atomically`` (and other writers that rename into place).
+TEMPORARY_PREFIX = ".tmp-"
+
+
 def write_atomically(path, data, mode="w"):
     """Write ``data`` (str or bytes) to ``path`` through a temporary file and a rename."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=TEMPORARY_PREFIX)
     try:
         with os.fdopen(handle, mode) as f:
             f.write(data)
@@ -54,6 +58,21 @@ def write_atomically(path, data, mode="w"):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def remove_temporary_files(folder, recursive=True):
+    """Delete the TEMPORARY_PREFIX files a killed writer left in ``folder`` (and below); returns
+    their paths. Call it only where no other process is writing."""
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        removed += [os.path.join(root, f) for f in files if f.startswith(TEMPORARY_PREFIX)]
+        if not recursive:
+            break
+    for path in removed:
+        os.remove(path)
+    if removed:
+        logger.info(f"Removed {len(removed)} temporary file(s) of an interrupted run in {folder}")
+    return removed
 
 
 def filter_names(cfg):

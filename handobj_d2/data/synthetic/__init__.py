@@ -3,7 +3,14 @@ models and unlabeled videos from shiftable domains (``tools/make_synthetic_datas
 
 from .backgrounds import BACKGROUND_REGISTRY
 from .domains import SYNTHETIC_DOMAINS, SyntheticDomain, get_domain, register_domain
-from .generate import SEQUENCE_LENGTH, SUMMARY_FILE, SyntheticSceneGenerator, generate_dataset
+from .generate import (
+    SEQUENCE_LENGTH,
+    SUMMARY_FILE,
+    SyntheticSceneGenerator,
+    dataset_summary,
+    generate_dataset,
+    unfinished_same_set,
+)
 from .objects import EVALUATION_OBJECTS, OBJECT_SPECS, TRAIN_OBJECTS, UNSEEN_OBJECTS
 
 __all__ = [
@@ -17,7 +24,9 @@ __all__ = [
     "SyntheticSceneGenerator",
     "TRAIN_OBJECTS",
     "UNSEEN_OBJECTS",
+    "dataset_summary",
     "generate_dataset",
     "get_domain",
     "register_domain",
+    "unfinished_same_set",
 ]
