@@ -120,9 +120,10 @@ def _run(command, log, env):
     return time.time() - start, code
 
 
-def _kill_and_rerun(command, log, env, duration, rng, rerun=None):
+def _kill_and_rerun(command, log, env, duration, rng, rerun=None, inspect=None):
     """Start ``command``, SIGKILL it at a uniform moment of ``duration`` seconds (unless it has
-    finished), then run ``rerun`` (default: the same command) to the end. Returns a dict."""
+    finished), call ``inspect()`` (a dict of findings) then run ``rerun`` (default: the same
+    command) to the end. Returns a dict."""
     delay = rng.uniform(0.05, 0.95) * duration
     process = _start(command, log, env)
     try:
@@ -132,8 +133,9 @@ def _kill_and_rerun(command, log, env, duration, rng, rerun=None):
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed = True
+    found = inspect() if inspect else {}
     seconds, code = _run(rerun or command, log, env)
-    return {"kill_after_s": round(delay, 2), "killed": killed, "rerun_exit": code,
+    return {"kill_after_s": round(delay, 2), "killed": killed, **found, "rerun_exit": code,
             "rerun_s": round(seconds, 1)}  # fmt: skip
 
 
@@ -207,8 +209,15 @@ def campaign_training(args, work, env, rng):
     for index in range(args.kills):
         out = os.path.join(work, "train", f"killed_{index}")
         log = os.path.join(work, f"train_killed_{index}.log")
+
+        def at_kill(out=out):
+            tag = os.path.join(out, "last_checkpoint")
+            named = open(tag).read() if os.path.isfile(tag) else None
+            return {"last_checkpoint_at_kill": named,
+                    "corrupt_checkpoints_at_kill": _checkpoints_load(out) if named else []}  # fmt: skip
+
         entry = _kill_and_rerun(command(out, 0), log, env, duration, rng,
-                                rerun=command(out, 0, "--resume"))  # fmt: skip
+                                rerun=command(out, 0, "--resume"), inspect=at_kill)  # fmt: skip
         with open(log) as f:
             console = f.read()
         starts = [line.split("iteration")[-1].strip() for line in console.splitlines()
@@ -247,6 +256,24 @@ def campaign_training(args, work, env, rng):
     return result
 
 
+def _rerun_campaign(name, command, work, env, rng, kills, skip=()):
+    """The reference run of ``command(output)`` and ``kills`` killed-and-rerun runs, each
+    compared file by file with the reference (``skip``: files a run makes its own)."""
+    reference = os.path.join(work, name, "reference")
+    seconds, code = _run(command(reference), os.path.join(work, f"{name}_reference.log"), env)
+    if code != 0:
+        raise RuntimeError(f"{name}: the reference run failed; see {work}/{name}_reference.log")
+    entries = []
+    for index in range(kills):
+        out = os.path.join(work, name, f"killed_{index}")
+        log = os.path.join(work, f"{name}_killed_{index}.log")
+        entry = _kill_and_rerun(command(out), log, env, seconds, rng)
+        entry.update(_compare_trees(reference, out, skip))
+        entries.append(entry)
+    identical = sum(not e["differing"] and e["rerun_exit"] == 0 for e in entries)
+    return {"reference_s": round(seconds, 1), "kills": entries, "identical": identical}
+
+
 def campaign_pseudo_labels(args, work, env, rng, dataset_root):
     teacher = os.path.join(work, "train", "reference", "model_final.pth")
     videos = os.path.join(dataset_root, "video_frames")
@@ -256,23 +283,15 @@ def campaign_pseudo_labels(args, work, env, rng, dataset_root):
                 "--output", out, "MODEL.WEIGHTS", teacher, "SEMI.BATCH_SIZE", "2",
                 "INPUT.HANDOBJ.CROP_SIZE", "64"]  # fmt: skip
 
-    reference = os.path.join(work, "pseudo", "reference")
-    seconds, code = _run(command(reference), os.path.join(work, "pseudo_reference.log"), env)
-    if code != 0:
-        raise RuntimeError(f"pseudo-label generation failed; see {work}/pseudo_reference.log")
-    kills = []
-    for index in range(args.kills):
-        out = os.path.join(work, "pseudo", f"killed_{index}")
-        log = os.path.join(work, f"pseudo_killed_{index}.log")
-        entry = _kill_and_rerun(command(out), log, env, seconds, rng)
-        # log.txt (the run's log) and generation.json (names --output) differ by design.
-        entry.update(_compare_trees(reference, out, skip=("log.txt", "generation.json")))
-        with open(os.path.join(out, "pseudo_labels.json")) as f:
+    # log.txt (the run's log) and config.yaml (it names the output folder) are the run's own.
+    result = _rerun_campaign("pseudo", command, work, env, rng, args.kills,
+                             skip=("log.txt", "config.yaml"))  # fmt: skip
+    for index, entry in enumerate(result["kills"]):
+        with open(os.path.join(work, "pseudo", f"killed_{index}", "pseudo_labels.json")) as f:
             ids = [record["image_id"] for record in json.load(f)]
+        entry["pseudo_labels"] = len(ids)
         entry["duplicate_frames"] = len(ids) - len(set(ids))
-        kills.append(entry)
-    return {"reference_s": round(seconds, 1), "kills": kills,
-            "identical": sum(not k["differing"] and k["rerun_exit"] == 0 for k in kills)}  # fmt: skip
+    return result
 
 
 def campaign_synthetic(args, work, env, rng):
@@ -280,19 +299,7 @@ def campaign_synthetic(args, work, env, rng):
         return ["tools/make_synthetic_dataset.py", "--output", out, "--train", "24", "--eval", "8",
                 "--videos", "2", "--frames-per-video", "12", "--image-size", "160", "120"]  # fmt: skip
 
-    reference = os.path.join(work, "synthetic", "reference")
-    seconds, code = _run(command(reference), os.path.join(work, "synthetic_reference.log"), env)
-    if code != 0:
-        raise RuntimeError(f"the synthetic generator failed; see {work}/synthetic_reference.log")
-    kills = []
-    for index in range(args.kills):
-        out = os.path.join(work, "synthetic", f"killed_{index}")
-        entry = _kill_and_rerun(command(out), os.path.join(work, f"synthetic_killed_{index}.log"),
-                                env, seconds, rng)  # fmt: skip
-        entry.update(_compare_trees(reference, out))
-        kills.append(entry)
-    return {"reference_s": round(seconds, 1), "kills": kills,
-            "identical": sum(not k["differing"] and k["rerun_exit"] == 0 for k in kills)}  # fmt: skip
+    return _rerun_campaign("synthetic", command, work, env, rng, args.kills)
 
 
 def campaign(args):
