@@ -43,6 +43,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "synthetic", "handobj_tiny.yaml")
 # Temporary names of the atomic writers (handobj_d2.semi.pseudo_labels.TEMPORARY_PREFIX).
 TEMPORARY_PREFIXES = (".tmp-",)
+JOBS = ("training", "pseudo_labels", "synthetic_generator")
 
 
 def _kill_self():
@@ -188,14 +189,14 @@ def _checkpoints_load(output):
 def campaign_training(args, work, env, rng):
     train = ["tools/train_net.py", "--config-file", CONFIG]
     opts = ["SOLVER.MAX_ITER", str(args.iters), "SOLVER.CHECKPOINT_PERIOD",
-            str(max(1, args.iters // 8)), "SOLVER.STEPS", f"({int(0.8 * args.iters)},)",
+            str(max(1, args.iters // 4)), "SOLVER.STEPS", f"({int(0.8 * args.iters)},)",
             "SOLVER.IMS_PER_BATCH", "2", "INPUT.HANDOBJ.CROP_SIZE", "64",
             "TEST.EVAL_PERIOD", "0"]  # fmt: skip
 
     def command(out, seed, *extra):
         return [*train, *extra, "OUTPUT_DIR", out, "SEED", str(seed), *opts]
 
-    result = {"iterations": args.iters, "checkpoint_period": max(1, args.iters // 8)}
+    result = {"iterations": args.iters, "checkpoint_period": max(1, args.iters // 4)}
     runs = {}
     for name, seed in (("reference", 0), ("other_seed", 1)):
         out = os.path.join(work, "train", name)
@@ -237,7 +238,7 @@ def campaign_training(args, work, env, rng):
     # A kill inside the very last checkpoint write (model_final.pth).
     out = os.path.join(work, "train", "killed_in_final_save")
     log = os.path.join(work, "train_killed_in_final_save.log")
-    saves = args.iters // max(1, args.iters // 8) + 1
+    saves = args.iters // max(1, args.iters // 4) + 1
     _run(["tools/fault_injection.py", "inject", "--kill-in-save", str(saves), "--",
           *command(out, 0)], log, env)  # fmt: skip
     final_absent = not os.path.exists(os.path.join(out, "model_final.pth"))
@@ -275,7 +276,7 @@ def _rerun_campaign(name, command, work, env, rng, kills, skip=()):
 
 
 def campaign_pseudo_labels(args, work, env, rng, dataset_root):
-    teacher = os.path.join(work, "train", "reference", "model_final.pth")
+    teacher = args.teacher or os.path.join(work, "train", "reference", "model_final.pth")
     videos = os.path.join(dataset_root, "video_frames")
 
     def command(out):
@@ -316,9 +317,12 @@ def campaign(args):
     env = dict(_env(), HANDOBJ_DATASETS=os.path.dirname(dataset_root))
     rng = random.Random(args.seed)
     report = {"kills_per_job": args.kills, "seed": args.seed}
-    report["training"] = campaign_training(args, work, env, rng)
-    report["pseudo_labels"] = campaign_pseudo_labels(args, work, env, rng, dataset_root)
-    report["synthetic_generator"] = campaign_synthetic(args, work, env, rng)
+    if "training" in args.jobs:
+        report["training"] = campaign_training(args, work, env, rng)
+    if "pseudo_labels" in args.jobs:
+        report["pseudo_labels"] = campaign_pseudo_labels(args, work, env, rng, dataset_root)
+    if "synthetic_generator" in args.jobs:
+        report["synthetic_generator"] = campaign_synthetic(args, work, env, rng)
     report["total_s"] = round(time.time() - start, 1)
     print(json.dumps(report, indent=2))
     return 0
@@ -329,9 +333,12 @@ def parse_args(argv=None):
     commands = parser.add_subparsers(dest="mode", required=True)
     run = commands.add_parser("campaign", help="the long version: random kills of every job")
     run.add_argument("--kills", type=int, default=5, help="killed runs per job")
-    run.add_argument("--iters", type=int, default=40, help="training iterations per run")
+    run.add_argument("--iters", type=int, default=20, help="training iterations per run")
     run.add_argument("--seed", type=int, default=0, help="of the kill moments")
     run.add_argument("--output", default="output/fault_injection", help="work folder (replaced)")
+    run.add_argument("--jobs", nargs="+", default=JOBS, choices=JOBS)
+    run.add_argument("--teacher", default="",
+                     help="pseudo-labels' teacher (default: the training job's reference)")  # fmt: skip
     one = commands.add_parser("inject", help="run a script with a fault injected")
     one.add_argument("--kill-in-save", type=int, metavar="N")
     one.add_argument("--kill-before-commit", nargs=2, metavar=("PATTERN", "N"))
@@ -339,6 +346,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.mode == "campaign" and args.kills < 1:
         parser.error("--kills must be >= 1")
+    if args.mode == "campaign" and "training" not in args.jobs and "pseudo_labels" in args.jobs:
+        if not args.teacher:
+            parser.error("--jobs pseudo_labels without training needs --teacher")
     return args
 
 
