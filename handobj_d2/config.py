@@ -119,6 +119,13 @@ def add_handobj_config(cfg):
     _C.INPUT.HANDOBJ.COLOR_JITTER = [0.5, 0.5, 0.5, 0.15]
     _C.INPUT.HANDOBJ.BLUR_MAX_SIGMA = 0.5  # pixels, Gaussian blur sigma uniform in [0, max]
 
+    # Training records whose image, mask or annotation cannot be read (HandObjectDatasetMapper):
+    # "fail" stops training with the file named; "skip" logs and counts them and trains on other
+    # records, failing after MAX_BAD_SAMPLES distinct bad files (per data-loader process).
+    _C.DATALOADER.HANDOBJ = CN()
+    _C.DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY = "fail"
+    _C.DATALOADER.HANDOBJ.MAX_BAD_SAMPLES = 100
+
     _C.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (released code) | "SGD"
 
     # Evaluation.

@@ -39,7 +39,7 @@ from handobj_d2.geometry import intrinsics_matrix
 from handobj_d2.semi.generation import SETTINGS_FILE, check_inputs, run_settings
 from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator
 from handobj_d2.semi.teacher import build_teacher
-from handobj_d2.utils.io import write_atomically
+from handobj_d2.utils.io import remove_temporary_files, write_atomically
 
 logger = logging.getLogger("handobj_d2.generate_pseudo_labels")
 
@@ -101,6 +101,8 @@ def cli(argv=None):
     try:
         cfg = setup_cfg(args.config_file, args.opts)
         check_inputs(cfg, args.videos, args.output, args.config_file, args.boxes, args.intrinsics)
+        if os.path.isdir(args.output):  # before any worker starts writing
+            remove_temporary_files(args.output)
         launch(
             main,
             args.num_gpus,

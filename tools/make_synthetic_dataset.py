@@ -8,6 +8,8 @@
         --domain shifted --train 0 --eval 32 --videos 8
 
 Layout, segmentation encoding and domains: datasets/README.md ("Synthetic set").
+Rerunning the same command after an interruption finishes the set: the frames and videos
+written before are kept (byte-identical to an uninterrupted run).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import sys
 from handobj_d2.data.synthetic import (
     SEQUENCE_LENGTH,
     SYNTHETIC_DOMAINS,
+    dataset_summary,
     generate_dataset,
     prepare_output,
 )
@@ -55,12 +58,7 @@ def parse_args(argv=None):
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        prepare_output(args.output, args.overwrite)
-    except ValueError as e:
-        sys.exit(str(e))
-    summary = generate_dataset(
-        args.output,
+    options = dict(
         train=args.train,
         evaluation=args.eval,
         videos=args.videos,
@@ -71,6 +69,14 @@ def main(argv=None):
         mano_path=args.mano_path,
         frames_per_sequence=args.frames_per_sequence,
     )
+    try:
+        prepare_output(args.output, args.overwrite, dataset_summary(**options))
+    except ValueError as e:
+        sys.exit(str(e))
+    try:
+        summary = generate_dataset(args.output, **options)
+    except OSError as e:  # disk full, read-only or unwritable --output: rerun once fixed
+        raise SystemExit(f"error: {e}") from e
     print(summary)
     return 0
 

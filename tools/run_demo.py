@@ -28,8 +28,9 @@ from handobj_d2.data.video import find_videos
 from handobj_d2.engine import HandObjectPredictor, setup_cfg
 from handobj_d2.engine.demo import Demo
 from handobj_d2.engine.pipeline import ensure_synthetic_dataset, evaluate_model, train_model
-from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator, write_atomically
+from handobj_d2.semi.pseudo_labels import PseudoLabelGenerator
 from handobj_d2.semi.teacher import build_teacher
+from handobj_d2.utils.io import write_atomically
 
 logger = logging.getLogger("handobj_d2.run_demo")
 

@@ -2,6 +2,7 @@
 
 import os
 
+import torch.utils.data
 from detectron2.data import (
     DatasetCatalog,
     build_detection_train_loader,
@@ -10,6 +11,37 @@ from detectron2.data import (
 from detectron2.utils import comm
 
 from .datasets.pseudo_labels import register_pseudo_label_dataset
+
+
+class MappedRecords(torch.utils.data.Dataset):
+    """``records`` mapped by ``mapper``; where the mapper skips a record (returns None: a bad
+    sample under DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY "skip") the next records in order stand in.
+    Detectron2's MapDataset draws a random stand-in instead, with ``random.sample`` on a set,
+    which Python >= 3.11 rejects (TypeError)."""
+
+    def __init__(self, records, mapper):
+        self.records = records
+        self.mapper = mapper
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, index):
+        for offset in range(len(self.records)):
+            data = self.mapper(self.records[(index + offset) % len(self.records)])
+            if data is not None:
+                return data
+        raise RuntimeError("every training record was skipped as bad")
+
+
+def _train_loader(dicts, mapper, batch_size, num_workers, aspect_ratio_grouping):
+    return build_detection_train_loader(
+        dataset=MappedRecords(dicts, mapper),
+        mapper=None,
+        total_batch_size=batch_size,
+        aspect_ratio_grouping=aspect_ratio_grouping,
+        num_workers=num_workers,
+    )
 
 
 class MixedBatchLoader:
@@ -49,8 +81,15 @@ def build_hand_object_train_loader(cfg, mapper):
     """DATASETS.TRAIN alone, or mixed with the pseudo-labeled datasets when any are configured
     (``pseudo_label_datasets``)."""
     pseudo_names = pseudo_label_datasets(cfg)
+
+    def dicts(names):
+        return get_detection_dataset_dicts(
+            names, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+        )
+
     if not pseudo_names:
-        return build_detection_train_loader(cfg, mapper=mapper)
+        return _train_loader(dicts(cfg.DATASETS.TRAIN), mapper, cfg.SOLVER.IMS_PER_BATCH,
+                             cfg.DATALOADER.NUM_WORKERS, cfg.DATALOADER.ASPECT_RATIO_GROUPING)  # fmt: skip
     n_pseudo = pseudo_batch_size(cfg)
     n_labeled = cfg.SOLVER.IMS_PER_BATCH - n_pseudo
     if n_labeled < comm.get_world_size():
@@ -60,15 +99,6 @@ def build_hand_object_train_loader(cfg, mapper):
         )
 
     def loader(names, batch_size):
-        dicts = get_detection_dataset_dicts(
-            names, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
-        )
-        return build_detection_train_loader(
-            dataset=dicts,
-            mapper=mapper,
-            total_batch_size=batch_size,
-            aspect_ratio_grouping=False,
-            num_workers=cfg.DATALOADER.NUM_WORKERS,
-        )
+        return _train_loader(dicts(names), mapper, batch_size, cfg.DATALOADER.NUM_WORKERS, False)
 
     return MixedBatchLoader(loader(cfg.DATASETS.TRAIN, n_labeled), loader(pseudo_names, n_pseudo))

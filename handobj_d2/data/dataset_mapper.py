@@ -20,9 +20,9 @@ from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from ..constants import HAND_CLASS, NUM_CONTROL_POINTS, NUM_JOINTS, OBJECT_CLASS
 from ..geometry import crop_matrix, project_points, square_box, union_box
+from ..utils.io import read_image
 from . import transforms as T
 from .segmentation import SEGMENTATION_DECODERS
-from .video import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,8 @@ class HandObjectDatasetMapper:
         blur_max_sigma,
         image_format,
         pseudo_loss_weight=1.0,
+        bad_sample_policy="fail",
+        max_bad_samples=0,
     ):
         """
         Args:
@@ -166,7 +168,19 @@ class HandObjectDatasetMapper:
             blur_max_sigma (float): Gaussian blur sigma uniform in [0, max], pixels.
             image_format (str): "BGR" or "RGB", the channel order of the output image.
             pseudo_loss_weight (float): ``gt_loss_weight`` of pseudo-labelled records.
+            bad_sample_policy (str): what a training record whose image, mask or annotation
+                cannot be read does: "fail" (an error naming the file) or "skip" (returns
+                None: Detectron2's data loader draws another record; the file and the reason
+                are logged and kept in ``self.skipped``). Test mode always fails: a skipped
+                record would leave a hole in the evaluation.
+            max_bad_samples (int): "skip" fails anyway at the first bad file beyond this many
+                distinct ones (counted per data-loader process).
         """
+        if bad_sample_policy not in ("fail", "skip"):
+            raise ValueError(
+                "DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY must be 'fail' or 'skip', got "
+                f"{bad_sample_policy!r}"
+            )
         if image_format not in ("BGR", "RGB"):
             raise ValueError(f"INPUT.FORMAT must be 'BGR' or 'RGB', got {image_format!r}")
         if len(color_jitter) != 4:
@@ -181,6 +195,9 @@ class HandObjectDatasetMapper:
         self.blur_max_sigma = float(blur_max_sigma)
         self.image_format = image_format
         self.pseudo_loss_weight = float(pseudo_loss_weight)
+        self.skip_bad_samples = is_train and bad_sample_policy == "skip"
+        self.max_bad_samples = int(max_bad_samples)
+        self.skipped = {}  # file name -> reason, the bad records skipped so far
         mode = "training" if is_train else "inference"
         logger.info(f"HandObjectDatasetMapper ({mode}): {self.crop_size}px crops")
 
@@ -198,10 +215,39 @@ class HandObjectDatasetMapper:
             "blur_max_sigma": h.BLUR_MAX_SIGMA,
             "image_format": cfg.INPUT.FORMAT,
             "pseudo_loss_weight": cfg.SEMI.PSEUDO_LOSS_WEIGHT,
+            "bad_sample_policy": cfg.DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY,
+            "max_bad_samples": cfg.DATALOADER.HANDOBJ.MAX_BAD_SAMPLES,
         }
 
     def __call__(self, dataset_dict):
-        """Read the record's image (and object mask) and map it; see :meth:`map`."""
+        """Read the record's image (and object mask) and map it (see :meth:`map`); a record
+        that cannot be read or mapped fails with its file named, or, under the "skip" policy,
+        is counted and gives None."""
+        path = dataset_dict.get("file_name", "?")
+        try:
+            return self._read_and_map(dataset_dict)
+        except (OSError, ValueError, KeyError) as error:
+            detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+            message = detail if path in detail else f"{path}: {detail}"
+            if not self.skip_bad_samples:
+                if message == str(error):
+                    raise
+                raise ValueError(message) from error
+            new = path not in self.skipped
+            self.skipped[path] = message
+            if len(self.skipped) > self.max_bad_samples:
+                raise RuntimeError(
+                    f"{len(self.skipped)} bad training records, more than "
+                    f"DATALOADER.HANDOBJ.MAX_BAD_SAMPLES={self.max_bad_samples}; the last: "
+                    f"{message}"
+                ) from error
+            if new:
+                logger.warning(
+                    f"Skipping bad training record ({len(self.skipped)} so far): {message}"
+                )
+            return None
+
+    def _read_and_map(self, dataset_dict):
         path = dataset_dict["file_name"]
         image = read_image(path)
         expected = (dataset_dict.get("height"), dataset_dict.get("width"))

@@ -1,6 +1,7 @@
 """HandObjectTrainer: Detectron2's DefaultTrainer with the project's optimizer, data,
 evaluators and DistributedDataParallel wrapping (CPU processes too, see docs/distributed.md)."""
 
+import io
 import logging
 import os
 import weakref
@@ -18,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data import HandObjectDatasetMapper, build_hand_object_train_loader
 from ..evaluation import HandPoseEvaluator, ObjectPoseEvaluator
 from ..mano import build_hand_layer
+from ..utils.io import remove_temporary_files, write_atomically
 
 
 def initial_weights(cfg):
@@ -39,6 +41,36 @@ def initial_weights(cfg):
             "teacher's checkpoint, or SEMI.STUDENT_INIT to 'scratch'"
         )
     return cfg.MODEL.WEIGHTS
+
+
+class AtomicCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer whose files appear whole or not at all.
+
+    Detectron2 writes ``model_XXXXXXX.pth`` in place and then rewrites ``last_checkpoint`` in
+    place: a kill during the first leaves a truncated .pth on disk (read by whoever loads it
+    directly, e.g. a truncated ``model_final.pth`` as MODEL.WEIGHTS), and a kill during the
+    second an empty ``last_checkpoint``, on which ``--resume`` fails. Here both go through
+    ``utils.io.write_atomically`` (a temporary file in ``save_dir``, fsync, renamed over the
+    target), so after a kill at any moment ``last_checkpoint`` names a complete checkpoint.
+    The checkpoint is serialised in memory first, which needs its size in free RAM.
+    """
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        buffer = io.BytesIO()
+        torch.save(data, buffer)
+        write_atomically(path, buffer.getbuffer())
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        write_atomically(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
 
 
 def create_ddp_model(cfg, model):
@@ -74,19 +106,26 @@ class HandObjectTrainer(DefaultTrainer):
             model, data_loader, optimizer
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
     def resume_or_load(self, resume=True):
-        """DefaultTrainer's, starting from ``initial_weights(cfg)`` instead of MODEL.WEIGHTS."""
+        """DefaultTrainer's, starting from ``initial_weights(cfg)`` instead of MODEL.WEIGHTS.
+
+        A run killed between its last periodic checkpoint and ``model_final.pth`` (MAX_ITER a
+        multiple of CHECKPOINT_PERIOD) resumes with no iteration left, where Detectron2 never
+        writes ``model_final.pth``: it is written here, from that last checkpoint."""
+        if resume and comm.is_main_process() and os.path.isdir(self.cfg.OUTPUT_DIR):
+            remove_temporary_files(self.cfg.OUTPUT_DIR, recursive=False)  # checkpoints' halves
         self.checkpointer.resume_or_load(initial_weights(self.cfg), resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = self.iter + 1
+            final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+            if self.start_iter >= self.max_iter and not os.path.isfile(final):
+                self.checkpointer.save("model_final", iteration=self.iter)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

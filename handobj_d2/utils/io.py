@@ -4,12 +4,26 @@ file behind), whether a run may be resumed, and reading images with errors that 
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 
 import cv2
+import numpy as np
 
-__all__ = ["atomic_file", "read_image", "same_settings", "write_atomically"]
+__all__ = [
+    "TEMPORARY_PREFIX",
+    "atomic_file",
+    "read_image",
+    "remove_temporary_files",
+    "same_settings",
+    "write_atomically",
+]
+
+logger = logging.getLogger(__name__)
+
+# Names of the temporary files of ``atomic_file`` (and other writers that rename into place).
+TEMPORARY_PREFIX = ".tmp-"
 
 
 @contextlib.contextmanager
@@ -26,8 +40,11 @@ def atomic_file(path):
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f"{TEMPORARY_PREFIX}{os.path.basename(path)}."
+    )
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
         with os.fdopen(handle, "wb") as f:
             yield f
             f.flush()
@@ -38,10 +55,31 @@ def atomic_file(path):
         raise
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path, data):
-    """Write ``data`` (str, written as UTF-8, or bytes) to ``path`` through ``atomic_file``."""
+    """Write ``data`` (str, written as UTF-8, or bytes-like) to ``path`` through ``atomic_file``."""
     with atomic_file(path) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def remove_temporary_files(folder, recursive=True):
+    """Delete the TEMPORARY_PREFIX files a killed writer left in ``folder`` (and below); returns
+    their paths. Call it only where no other process is writing there."""
+    removed = []
+    for root, _, files in os.walk(folder):
+        removed += [os.path.join(root, f) for f in files if f.startswith(TEMPORARY_PREFIX)]
+        if not recursive:
+            break
+    for path in removed:
+        os.remove(path)
+    if removed:
+        logger.info(f"Removed {len(removed)} temporary file(s) of an interrupted run in {folder}")
+    return removed
 
 
 def same_settings(previous, current, ignore=(), defaults=None):
@@ -62,10 +100,13 @@ def same_settings(previous, current, ignore=(), defaults=None):
 
 
 def read_image(path):
-    """BGR uint8 image (H, W, 3) from ``path``; a clear error for a missing or unreadable file."""
+    """BGR uint8 image (H, W, 3) from ``path``; a clear error for a missing, unreadable or
+    truncated file. Decoded from the file's bytes (``cv2.imdecode`` rejects a truncated JPEG
+    that ``cv2.imread`` decodes without an error, grey where the data is missing)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ValueError(f"{path}: cannot decode the image (corrupt or not an image)")
+        raise ValueError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     return image

@@ -7,8 +7,10 @@ from .generate import (
     SEQUENCE_LENGTH,
     SUMMARY_FILE,
     SyntheticSceneGenerator,
+    dataset_summary,
     generate_dataset,
     prepare_output,
+    unfinished_same_set,
 )
 from .objects import EVALUATION_OBJECTS, OBJECT_SPECS, TRAIN_OBJECTS, UNSEEN_OBJECTS
 
@@ -23,8 +25,10 @@ __all__ = [
     "SyntheticSceneGenerator",
     "TRAIN_OBJECTS",
     "UNSEEN_OBJECTS",
+    "dataset_summary",
     "generate_dataset",
     "get_domain",
     "prepare_output",
     "register_domain",
+    "unfinished_same_set",
 ]

@@ -12,6 +12,7 @@ one grasp, lighting and background and moves smoothly (videos.py).
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import zlib
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from ...geometry import matrix_to_axis_angle
 from ...mano import HandLayer
 from ...mano.layer import MANOPTH_FINGERTIPS
-from ...utils.io import write_atomically
+from ...utils.io import TEMPORARY_PREFIX, remove_temporary_files, write_atomically
 from .backgrounds import render_background
 from .domains import get_domain
 from .grasp import GraspSynthesizer, PalmFrame
@@ -38,8 +39,10 @@ from .scene import (
     sample_lighting,
     sample_skin,
 )
-from .videos import sample_trajectory, write_video
+from .videos import ground_truth_path, sample_trajectory, write_video
 from .writer import HandObjectFrame, HO3DWriter, write_object_models
+
+logger = logging.getLogger(__name__)
 
 SEQUENCE_LENGTH = 8  # labeled frames per sequence by default
 SUMMARY_FILE = "synthetic.json"  # the arguments of a generated set, in its root
@@ -226,14 +229,21 @@ def _write_summary(output, summary):
     write_atomically(os.path.join(output, SUMMARY_FILE), json.dumps(summary, indent=2))
 
 
-def prepare_output(output, overwrite=False):
-    """Make sure ``output`` is empty before generating into it: a leftover set would mix stale
-    frames and videos into the new one. With ``overwrite``, an earlier synthetic set (it has
-    SUMMARY_FILE) is removed; anything else is never deleted (ValueError)."""
-    if not os.path.exists(output) or (os.path.isdir(output) and not os.listdir(output)):
-        return
+def prepare_output(output, overwrite=False, summary=None):
+    """Make sure ``output`` is empty, or holds an interrupted generation of the same set
+    (``summary``, from ``dataset_summary``), which ``generate_dataset`` then finishes: a
+    leftover set would mix stale frames and videos into the new one. With ``overwrite``, an
+    earlier synthetic set (it has SUMMARY_FILE) is removed; anything else is never deleted
+    (ValueError)."""
+    if not os.path.exists(output) or (
+        os.path.isdir(output)
+        and all(name.startswith(TEMPORARY_PREFIX) for name in os.listdir(output))
+    ):
+        return  # empty, or holding only what a run killed at its start left
     if not os.path.isdir(output):
         raise ValueError(f"--output {output} is a file, not a folder")
+    if not overwrite and summary is not None and unfinished_same_set(output, summary):
+        return
     if not overwrite:
         raise ValueError(f"--output {output} is not empty; pass --overwrite to replace it")
     if not os.path.isfile(os.path.join(output, SUMMARY_FILE)):
@@ -244,17 +254,11 @@ def prepare_output(output, overwrite=False):
     shutil.rmtree(output)
 
 
-@_single_thread_torch()
-def generate_dataset(output, train=64, evaluation=16, videos=2, frames_per_video=16,
-                     image_size=(320, 240), seed=0, domain="default", mano_path="",
-                     frames_per_sequence=SEQUENCE_LENGTH, progress=True):  # fmt: skip
-    """Write the synthetic set under ``output`` (layout: writer.py and videos.py).
-
-    Train frames use TRAIN_OBJECTS, evaluation frames HO3D's evaluation objects (one of them
-    unseen in training), videos any object. Returns the summary dict of the arguments, also
-    written to ``<output>/SUMMARY_FILE`` first with ``complete`` False, then True at the end."""
-    generator = SyntheticSceneGenerator(domain, image_size, mano_path)
-    summary = {
+def dataset_summary(train=64, evaluation=16, videos=2, frames_per_video=16, image_size=(320, 240),
+                    seed=0, domain="default", mano_path="", frames_per_sequence=SEQUENCE_LENGTH):  # fmt: skip
+    """The SUMMARY_FILE dict of a set being made with these ``generate_dataset`` arguments
+    (``complete`` False)."""
+    return {
         "domain": domain,
         "seed": seed,
         "image_size": list(image_size),
@@ -266,7 +270,40 @@ def generate_dataset(output, train=64, evaluation=16, videos=2, frames_per_video
         "mano_path": mano_path,
         "complete": False,
     }
-    os.makedirs(output, exist_ok=True)
+
+
+def unfinished_same_set(output, summary):
+    """Whether ``output`` holds an interrupted generation of the same set (its summary, written
+    first, equals ``summary`` and says ``complete`` False): its finished frames are kept."""
+    path = os.path.join(output, SUMMARY_FILE)
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        previous = json.load(f)
+    return previous == summary
+
+
+@_single_thread_torch()
+def generate_dataset(output, train=64, evaluation=16, videos=2, frames_per_video=16,
+                     image_size=(320, 240), seed=0, domain="default", mano_path="",
+                     frames_per_sequence=SEQUENCE_LENGTH, progress=True):  # fmt: skip
+    """Write the synthetic set under ``output`` (layout: writer.py and videos.py).
+
+    Train frames use TRAIN_OBJECTS, evaluation frames HO3D's evaluation objects (one of them
+    unseen in training), videos any object. Returns the summary dict of the arguments, also
+    written to ``<output>/SUMMARY_FILE`` first with ``complete`` False, then True at the end.
+
+    Resumable: when ``output`` holds an interrupted generation with the same arguments, the
+    frames and videos it finished are kept (every item has its own random stream, so the
+    result is byte-identical to an uninterrupted run); evaluation frames are sampled again for
+    the ground-truth files, not rewritten."""
+    generator = SyntheticSceneGenerator(domain, image_size, mano_path)
+    summary = dataset_summary(train, evaluation, videos, frames_per_video, image_size, seed,
+                              domain, mano_path, frames_per_sequence)  # fmt: skip
+    resume = unfinished_same_set(output, summary)
+    if resume:
+        logger.info(f"{output}: resuming an interrupted generation of the same set")
+        remove_temporary_files(output)
     _write_summary(output, summary)
     write_object_models(output, generator.objects)
     writer = HO3DWriter(output)
@@ -278,12 +315,20 @@ def generate_dataset(output, train=64, evaluation=16, videos=2, frames_per_video
     ):
         for index in range(count):
             sequence, frame_index = divmod(index, frames_per_sequence)
+            names = (split, f"{domain}_{split}_{sequence:03d}", f"{frame_index:04d}")
+            done = resume and os.path.isfile(writer.meta_path(*names))
+            bar.update()
+            if done and split == "train":
+                writer.list_frame(*names)
+                continue
             setup = generator.sample_setup(_rng(seed, domain, split, sequence), objects)
             frame = generator.sample_frame(_rng(seed, domain, split, sequence, frame_index), setup)
-            writer.write(split, f"{domain}_{split}_{sequence:03d}", f"{frame_index:04d}", frame)
-            bar.update()
+            writer.write(*names, frame, files=not done)
     writer.close()
     for index, name in enumerate(summary["videos"]):
+        if resume and os.path.isfile(ground_truth_path(output, name)):
+            bar.update(frames_per_video)
+            continue
         rng = _rng(seed, domain, "video", index)
         setup = generator.sample_setup(rng, tuple(generator.objects))
         write_video(output, name, generator.sample_video(rng, setup, frames_per_video))

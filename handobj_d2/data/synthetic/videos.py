@@ -10,7 +10,9 @@ is not a faster one). Each video is written as
 
 The ground truth pickle is ``{"name", "fps", "frames": [meta, ...]}`` with one HO3D train-style
 meta dict per frame (writer.ho3d_meta). Nothing in the training pipeline reads it: it is there
-to measure the quality of pseudo-labels (``read_video_ground_truth``, ``video_ground_truth_boxes``).
+to measure the quality of pseudo-labels (``read_video_ground_truth``,
+``video_ground_truth_boxes``). It is written last: a video is complete when it
+exists (the mp4 is encoded under a temporary name and renamed, the frames written atomically).
 """
 
 import glob
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 from ...geometry import HO3D_TO_MANOPTH, opengl_to_opencv, points_to_box, project_points
+from ...utils.io import TEMPORARY_PREFIX
 from .writer import ho3d_meta, write_image, write_pickle
 
 VIDEO_FPS = 30.0
@@ -68,29 +71,35 @@ def sample_trajectory(rng, frames):
     )
 
 
+def ground_truth_path(root, name):
+    return os.path.join(root, "video_ground_truth", f"{name}.pkl")
+
+
 def write_video(root, name, frames):
     """Write a list of HandObjectFrame as mp4, frame folder and ground-truth pickle."""
     height, width = frames[0].image.shape[:2]
     os.makedirs(os.path.join(root, "videos"), exist_ok=True)
     path = os.path.join(root, "videos", f"{name}.mp4")
-    video = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (width, height))
+    partial = os.path.join(root, "videos", f"{TEMPORARY_PREFIX}{name}.mp4")
+    video = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (width, height))
     if not video.isOpened():
         raise OSError(f"{path}: OpenCV cannot open an mp4v video writer")
     for index, frame in enumerate(frames):
         video.write(np.ascontiguousarray(frame.image[..., ::-1]))
         write_image(os.path.join(root, "video_frames", name, f"{index:04d}.png"), frame.image)
     video.release()
+    os.replace(partial, path)
     truth = {
         "name": name,
         "fps": VIDEO_FPS,
         "frames": [ho3d_meta(frame, "train") for frame in frames],
     }
-    write_pickle(os.path.join(root, "video_ground_truth", f"{name}.pkl"), truth)
+    write_pickle(ground_truth_path(root, name), truth)
 
 
 def read_video_ground_truth(root, name):
     """The per-frame HO3D meta dicts of the video ``name`` under ``root`` (``write_video``)."""
-    with open(os.path.join(root, "video_ground_truth", f"{name}.pkl"), "rb") as f:
+    with open(ground_truth_path(root, name), "rb") as f:
         return pickle.load(f)["frames"]
 
 

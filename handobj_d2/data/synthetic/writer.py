@@ -13,8 +13,12 @@ z backward), joints in MANO's order (``geometry.MANOPTH_TO_HO3D``), MANO with
 ``flat_hand_mean=True``, full 48-d axis-angle ``handPose`` whose global rotation is expressed
 in the OpenGL frame, and ``handTrans`` added to the un-centred MANO output (manopth
 ``center_idx=None``): ``MANO(handPose, handBeta) + handTrans = handJoints3D``.
+
+Every file is written atomically (``write_atomically``): after a kill, a file is either whole
+or absent, and a frame whose meta file (written last) exists is complete.
 """
 
+import io
 import json
 import os
 import pickle
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 
 from ...geometry import MANOPTH_TO_HO3D, OPENGL_TO_OPENCV, matrix_to_axis_angle, points_to_box
-from ...utils.io import atomic_file
+from ...utils.io import atomic_file, write_atomically
 from ..segmentation import SEGMENTATION_ENCODERS
 
 PICKLE_PROTOCOL = 2  # HO3D's meta files are Python 2 era pickles
@@ -128,9 +132,10 @@ def write_pickle(path, data):
 
 def write_image(path, image_rgb):
     """Write an RGB uint8 image (PNG, deterministic bytes)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not cv2.imwrite(path, np.ascontiguousarray(image_rgb[..., ::-1])):
-        raise OSError(f"cannot write image {path}")
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(image_rgb[..., ::-1]))
+    if not ok:
+        raise OSError(f"cannot encode image {path} as PNG")
+    write_atomically(path, encoded.tobytes())
 
 
 class HO3DWriter:
@@ -144,17 +149,27 @@ class HO3DWriter:
         self.evaluation_xyz, self.evaluation_verts = [], []
         self.encode_segmentation = SEGMENTATION_ENCODERS.get(SEGMENTATION_FORMAT)
 
-    def write(self, split, sequence, frame_id, frame):
-        """Write one frame's rgb, seg and meta files; returns the meta dict."""
+    def meta_path(self, split, sequence, frame_id):
+        """The frame's meta file, written last: the frame is complete when it exists."""
+        return os.path.join(self.root, split, sequence, "meta", f"{frame_id}.pkl")
+
+    def list_frame(self, split, sequence, frame_id):
+        """Add a written frame to its split list (train.txt / evaluation.txt)."""
+        self.names[split].append(f"{sequence}/{frame_id}")
+
+    def write(self, split, sequence, frame_id, frame, files=True):
+        """Write one frame's rgb, seg and meta files (unless ``files`` is False: a resumed run
+        lists a frame written before) and list it; returns the meta dict."""
         if split not in self.names:
             raise ValueError(f"split must be 'train' or 'evaluation', got {split!r}")
         folder = os.path.join(self.root, split, sequence)
-        write_image(os.path.join(folder, "rgb", f"{frame_id}.png"), frame.image)
-        seg = self.encode_segmentation(frame.hand_mask, frame.object_mask)
-        write_image(os.path.join(folder, "seg", f"{frame_id}.png"), seg)
         meta = ho3d_meta(frame, split)
-        write_pickle(os.path.join(folder, "meta", f"{frame_id}.pkl"), meta)
-        self.names[split].append(f"{sequence}/{frame_id}")
+        if files:
+            write_image(os.path.join(folder, "rgb", f"{frame_id}.png"), frame.image)
+            seg = self.encode_segmentation(frame.hand_mask, frame.object_mask)
+            write_image(os.path.join(folder, "seg", f"{frame_id}.png"), seg)
+            write_pickle(self.meta_path(split, sequence, frame_id), meta)
+        self.list_frame(split, sequence, frame_id)
         if split == "evaluation":
             flip = OPENGL_TO_OPENCV.diagonal()
             xyz = (frame.hand_joints * flip)[MANOPTH_TO_HO3D]
@@ -163,14 +178,13 @@ class HO3DWriter:
         return meta
 
     def close(self):
-        os.makedirs(self.root, exist_ok=True)
         for split, names in self.names.items():
-            with open(os.path.join(self.root, f"{split}.txt"), "w") as f:
-                f.writelines(f"{name}\n" for name in names)
+            text = "".join(f"{name}\n" for name in names)
+            write_atomically(os.path.join(self.root, f"{split}.txt"), text)
         if self.names["evaluation"]:
             for key, values in (("xyz", self.evaluation_xyz), ("verts", self.evaluation_verts)):
-                with open(os.path.join(self.root, f"evaluation_{key}.json"), "w") as f:
-                    json.dump(values, f)
+                path = os.path.join(self.root, f"evaluation_{key}.json")
+                write_atomically(path, json.dumps(values))
 
 
 def write_textured_obj(path, vertices, faces, uvs, texture):
@@ -183,10 +197,11 @@ def write_textured_obj(path, vertices, faces, uvs, texture):
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
     lines += [f"vt {u:.6f} {v:.6f}" for u, v in uvs]
     lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in np.asarray(faces) + 1]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(folder, material), "w") as f:
-        f.write("newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd texture_map.png\n")
+    write_atomically(path, "\n".join(lines) + "\n")
+    write_atomically(
+        os.path.join(folder, material),
+        "newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd texture_map.png\n",
+    )
     write_image(os.path.join(folder, "texture_map.png"), texture)
 
 
@@ -195,9 +210,9 @@ def write_object_models(root, objects):
     "x y z" line each, metres) and textured_simple.obj with its .mtl and texture_map.png."""
     for name, obj in objects.items():
         folder = os.path.join(root, "models", name)
-        os.makedirs(folder, exist_ok=True)
-        points = obj.sample_surface(POINTS_PER_MODEL)
-        np.savetxt(os.path.join(folder, "points.xyz"), points, fmt="%.6f")
+        points = io.StringIO()
+        np.savetxt(points, obj.sample_surface(POINTS_PER_MODEL), fmt="%.6f")
+        write_atomically(os.path.join(folder, "points.xyz"), points.getvalue())
         write_textured_obj(
             os.path.join(folder, "textured_simple.obj"),
             obj.vertices,
