@@ -45,6 +45,10 @@ HO3D_TO_MANOPTH = np.array(
 MANOPTH_TO_HO3D = np.argsort(HO3D_TO_MANOPTH)
 # Parent of every joint in the manopth order (-1 for the wrist): the skeleton to draw.
 JOINT_PARENTS = np.array([-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19])
+# The wrist and the first joint of every finger (the wrist's children in MANO's kinematic tree):
+# their offsets from the wrist depend on the global rotation and the hand's shape only, not on
+# how the fingers bend.
+PALM_JOINTS = (0, 1, 5, 9, 13, 17)
 
 
 def opengl_to_opencv(points):
@@ -170,14 +174,21 @@ def default_intrinsics(width, height):
     return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
 
 
-def estimate_root_translation(joints2d, joints3d, K):
+def estimate_root_translation(joints2d, joints3d, K, joints=None, reweightings=2):
     """Camera-frame position of a root-relative 3D skeleton that best explains its 2D joints.
 
-    Linear least squares on the pinhole equations (each joint gives two equations linear in
-    the translation T): ``project(joints3d + T, K) ~ joints2d``. numpy, batched:
-    joints2d (..., J, 2) px, joints3d (..., J, 3) m root-relative, K (..., 3, 3) -> T (..., 3) m.
+    Least squares on the pinhole equations, linear in the translation T (each joint gives two:
+    ``f_a (X_a + T_a) = (u_a - c_a)(Z + T_z)``). Their residuals are the reprojection errors
+    times the joint's depth, which pulls an imperfect fit towards the camera; ``reweightings``
+    re-solves divide each joint's rows by its depth from the previous solution (reprojection
+    errors in pixels then weigh alike). ``joints``: indices of the joints to fit (e.g.
+    ``PALM_JOINTS``, whose layout does not depend on the fingers' bending); all by default.
+    numpy, batched: joints2d (..., J, 2) px, joints3d (..., J, 3) m root-relative,
+    K (..., 3, 3) -> T (..., 3) m.
     """
     joints2d, joints3d, K = (np.asarray(a, dtype=np.float64) for a in (joints2d, joints3d, K))
+    if joints is not None:
+        joints2d, joints3d = joints2d[..., joints, :], joints3d[..., joints, :]
     focal = np.stack([K[..., 0, 0], K[..., 1, 1]], -1)[..., None, :]  # (..., 1, 2)
     offset = K[..., :2, 2][..., None, :] - joints2d  # (c - u), (..., J, 2)
     # Row for axis a (x or y): f_a * T_a + offset_a * T_z = -f_a * X_a - offset_a * Z.
@@ -186,10 +197,19 @@ def estimate_root_translation(joints2d, joints3d, K):
     rows[..., 1, 1] = focal[..., 1]
     rows[..., 2] = offset
     rhs = -focal * joints3d[..., :2] - offset * joints3d[..., 2:3]
-    rows = rows.reshape(*rows.shape[:-3], 2 * joints2d.shape[-2], 3)
-    rhs = rhs.reshape(*rhs.shape[:-2], 2 * joints2d.shape[-2])
-    normal = np.swapaxes(rows, -1, -2) @ rows
-    return np.linalg.solve(normal, (np.swapaxes(rows, -1, -2) @ rhs[..., None]))[..., 0]
+    weights = np.ones(joints2d.shape[:-1])  # (..., J)
+    for _ in range(reweightings + 1):
+        weighted_rows = (rows * weights[..., None, None]).reshape(
+            *rows.shape[:-3], 2 * joints2d.shape[-2], 3
+        )
+        weighted_rhs = (rhs * weights[..., None]).reshape(*rhs.shape[:-2], 2 * joints2d.shape[-2])
+        normal = np.swapaxes(weighted_rows, -1, -2) @ weighted_rows
+        translation = np.linalg.solve(
+            normal, np.swapaxes(weighted_rows, -1, -2) @ weighted_rhs[..., None]
+        )[..., 0]
+        depth = joints3d[..., 2] + translation[..., None, 2]
+        weights = 1.0 / np.maximum(depth, 1e-3)
+    return translation
 
 
 # ----------------------------------------------------------------------------------------------

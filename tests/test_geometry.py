@@ -129,3 +129,44 @@ def test_root_translation_is_recovered_from_exact_projections():
     np.testing.assert_allclose(
         g.estimate_root_translation(joints2d[0], joints[0], K), translation[0], atol=1e-9
     )
+
+
+def test_palm_joints_place_a_hand_whose_fingers_are_wrongly_bent():
+    """2D joints of the true hand, 3D joints with every finger curled to half its length (a
+    weak model's hand): the palm's joints (the wrist and the first joint of each finger) still
+    give the true wrist position, while a fit to all 21 joints puts the smaller-looking hand
+    too near the camera, so it would be drawn too large."""
+    rng = np.random.default_rng(5)
+    joints = rng.normal(0, 0.04, (21, 3))
+    joints -= joints[0]
+    translation = np.array([0.03, -0.02, 0.6])
+    K = np.array([[500.0, 0, 128], [0, 500.0, 96], [0, 0, 1]])
+    joints2d = g.project_points(joints + translation, K)
+    curled = joints.copy()
+    for base in (1, 5, 9, 13, 17):  # each finger's joints pulled halfway to its first joint
+        curled[base + 1 : base + 4] = (curled[base + 1 : base + 4] + curled[base]) / 2
+    np.testing.assert_allclose(
+        g.estimate_root_translation(joints2d, curled, K, joints=g.PALM_JOINTS),
+        translation,
+        atol=1e-9,
+    )
+    assert g.estimate_root_translation(joints2d, curled, K)[2] < translation[2] - 0.05
+
+
+def test_reweighting_by_depth_fits_reprojection_errors():
+    """With noisy 2D joints the depth-reweighted solution has a smaller pixel reprojection
+    error than the plain algebraic one (whose residuals are pixel errors times depth)."""
+    rng = np.random.default_rng(6)
+    joints = rng.normal(0, 0.05, (21, 3))
+    joints[:, 2] *= 4  # a hand reaching far along the viewing direction
+    joints -= joints[0]
+    translation = np.array([0.0, 0.0, 0.4])
+    K = np.array([[500.0, 0, 128], [0, 500.0, 96], [0, 0, 1]])
+    joints2d = g.project_points(joints + translation, K) + rng.normal(0, 6, (21, 2))
+
+    def pixel_error(T):
+        return np.square(g.project_points(joints + T, K) - joints2d).sum()
+
+    plain = g.estimate_root_translation(joints2d, joints, K, reweightings=0)
+    reweighted = g.estimate_root_translation(joints2d, joints, K, reweightings=3)
+    assert pixel_error(reweighted) < pixel_error(plain)

@@ -1,7 +1,8 @@
 """The hand-object model. Importing this package registers HandObjectRCNN (META_ARCH_REGISTRY),
-HandObjectROIHeads (ROI_HEADS_REGISTRY), the object decoders (OBJECT_HEAD_REGISTRY) and the
-contextual-reasoning variants."""
+HandObjectROIHeads (ROI_HEADS_REGISTRY), the object decoders (OBJECT_HEAD_REGISTRY), the
+contextual-reasoning variants and the truncated ResNet-FPN backbone (BACKBONE_REGISTRY)."""
 
+from .backbone import build_truncated_resnet_fpn_backbone
 from .contextual_reasoning import CONTEXTUAL_REASONING_REGISTRY, build_contextual_reasoning
 from .hand_head import HandHead
 from .meta_arch import HandObjectRCNN
