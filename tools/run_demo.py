@@ -122,6 +122,17 @@ def _train(cfg, iterations, budget_seconds):
     return weights, record
 
 
+def _train_and_evaluate(progress, role, cfg, iterations, budget_seconds):
+    """The stages "<role>: training" (``_train``) and "<role>: evaluation" (into
+    <OUTPUT_DIR>/evaluation.json); returns the weights, the training record and the headline
+    metrics."""
+    with progress.stage(f"{role}: training"):
+        weights, record = _train(cfg, iterations, budget_seconds)
+    with progress.stage(f"{role}: evaluation"):
+        results = evaluate_model(cfg, weights, os.path.join(cfg.OUTPUT_DIR, "evaluation.json"))
+    return weights, record, _headline(results)
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -154,14 +165,9 @@ def main(argv=None):
                                    os.path.join(out, "untrained", "evaluation.json"))  # fmt: skip
     summary["stages"]["untrained"] = _headline(untrained)
 
-    with progress.stage("teacher: training"):
-        teacher_weights, summary["training"]["teacher"] = _train(
-            teacher_cfg, args.iters, args.teacher_seconds
-        )
-    with progress.stage("teacher: evaluation"):
-        teacher = evaluate_model(teacher_cfg, teacher_weights,
-                                 os.path.join(out, "teacher", "evaluation.json"))  # fmt: skip
-    summary["stages"]["trained"] = _headline(teacher)
+    teacher_weights, summary["training"]["teacher"], summary["stages"]["trained"] = (
+        _train_and_evaluate(progress, "teacher", teacher_cfg, args.iters, args.teacher_seconds)
+    )
     summary["artefacts"]["teacher_weights"] = teacher_weights
 
     pseudo_dir = os.path.join(out, "pseudo_labels")
@@ -181,14 +187,11 @@ def main(argv=None):
         student_cfg = _stage_cfg(args, os.path.join(out, "student"),
                                  ["MODEL.WEIGHTS", teacher_weights,
                                   "SEMI.PSEUDO_LABEL_FILES", (pseudo_json,)])  # fmt: skip
-        with progress.stage("student: training"):
-            demo_weights, summary["training"]["student"] = _train(
-                student_cfg, args.student_iters, args.student_seconds
+        demo_weights, summary["training"]["student"], summary["stages"]["self_trained"] = (
+            _train_and_evaluate(
+                progress, "student", student_cfg, args.student_iters, args.student_seconds
             )
-        with progress.stage("student: evaluation"):
-            student = evaluate_model(student_cfg, demo_weights,
-                                     os.path.join(out, "student", "evaluation.json"))  # fmt: skip
-        summary["stages"]["self_trained"] = _headline(student)
+        )
         summary["artefacts"]["student_weights"] = demo_weights
     else:
         logger.warning("No frame passed the pseudo-label filters: self-training skipped")
