@@ -177,12 +177,15 @@ def default_intrinsics(width, height):
 def estimate_root_translation(joints2d, joints3d, K, joints=None, reweightings=2):
     """Camera-frame position of a root-relative 3D skeleton that best explains its 2D joints.
 
-    Least squares on the pinhole equations, linear in the translation T (each joint gives two:
-    ``f_a (X_a + T_a) = (u_a - c_a)(Z + T_z)``). Their residuals are the reprojection errors
-    times the joint's depth, which pulls an imperfect fit towards the camera; ``reweightings``
-    re-solves divide each joint's rows by its depth from the previous solution (reprojection
-    errors in pixels then weigh alike). ``joints``: indices of the joints to fit (e.g.
-    ``PALM_JOINTS``, whose layout does not depend on the fingers' bending); all by default.
+    First the weak-perspective fit, always in front of the camera: the fitted joints' centroid
+    at the depth where their 3D spread (x, y) projects to their 2D spread, on the ray through
+    their 2D centroid. Then least squares on the pinhole equations, linear in the translation T
+    (``f_a (X_a + T_a) = (u_a - c_a)(Z + T_z)``), each joint's rows divided by its depth from
+    the previous solution (``reweightings`` times) so that pixel errors weigh alike. The
+    perspective solution is kept where every fitted joint lies in front of the camera and its
+    reprojection error is not larger than the weak-perspective one's: exact for consistent
+    2D and 3D joints, and never behind the camera or worse for a weak model's inconsistent
+    ones. ``joints``: indices of the joints to fit (e.g. ``PALM_JOINTS``); all by default.
     numpy, batched: joints2d (..., J, 2) px, joints3d (..., J, 3) m root-relative,
     K (..., 3, 3) -> T (..., 3) m.
     """
@@ -190,15 +193,28 @@ def estimate_root_translation(joints2d, joints3d, K, joints=None, reweightings=2
     if joints is not None:
         joints2d, joints3d = joints2d[..., joints, :], joints3d[..., joints, :]
     focal = np.stack([K[..., 0, 0], K[..., 1, 1]], -1)[..., None, :]  # (..., 1, 2)
-    offset = K[..., :2, 2][..., None, :] - joints2d  # (c - u), (..., J, 2)
+    centre = K[..., :2, 2][..., None, :]  # (..., 1, 2)
+
+    mean2d, mean3d = joints2d.mean(-2, keepdims=True), joints3d.mean(-2, keepdims=True)
+    spread2d = np.sqrt(np.square((joints2d - mean2d) / focal).sum((-1, -2)))
+    spread3d = np.sqrt(np.square(joints3d[..., :2] - mean3d[..., :2]).sum((-1, -2)))
+    depth = spread3d / np.maximum(spread2d, 1e-9)  # of the centroid, (...,)
+    centroid = np.concatenate(
+        [(mean2d[..., 0, :] - centre[..., 0, :]) / focal[..., 0, :] * depth[..., None],
+         depth[..., None]], -1
+    )  # fmt: skip
+    weak = centroid - mean3d[..., 0, :]
+
+    offset = centre - joints2d  # (c - u), (..., J, 2)
     # Row for axis a (x or y): f_a * T_a + offset_a * T_z = -f_a * X_a - offset_a * Z.
     rows = np.zeros(joints2d.shape + (3,))
     rows[..., 0, 0] = focal[..., 0]
     rows[..., 1, 1] = focal[..., 1]
     rows[..., 2] = offset
     rhs = -focal * joints3d[..., :2] - offset * joints3d[..., 2:3]
-    weights = np.ones(joints2d.shape[:-1])  # (..., J)
+    translation = weak
     for _ in range(reweightings + 1):
+        weights = 1.0 / np.maximum(joints3d[..., 2] + translation[..., None, 2], 1e-3)
         weighted_rows = (rows * weights[..., None, None]).reshape(
             *rows.shape[:-3], 2 * joints2d.shape[-2], 3
         )
@@ -207,9 +223,15 @@ def estimate_root_translation(joints2d, joints3d, K, joints=None, reweightings=2
         translation = np.linalg.solve(
             normal, np.swapaxes(weighted_rows, -1, -2) @ weighted_rhs[..., None]
         )[..., 0]
-        depth = joints3d[..., 2] + translation[..., None, 2]
-        weights = 1.0 / np.maximum(depth, 1e-3)
-    return translation
+
+    def reprojection_error(T):
+        points = joints3d + T[..., None, :]
+        in_front = (points[..., 2] > 1e-3).all(-1)
+        pixels = points[..., :2] / np.maximum(points[..., 2:3], 1e-3) * focal + centre
+        return np.where(in_front, np.square(pixels - joints2d).sum((-1, -2)), np.inf)
+
+    better = reprojection_error(translation) <= reprojection_error(weak)
+    return np.where(better[..., None], translation, weak)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -153,20 +153,23 @@ def test_palm_joints_place_a_hand_whose_fingers_are_wrongly_bent():
     assert g.estimate_root_translation(joints2d, curled, K)[2] < translation[2] - 0.05
 
 
-def test_reweighting_by_depth_fits_reprojection_errors():
-    """With noisy 2D joints the depth-reweighted solution has a smaller pixel reprojection
-    error than the plain algebraic one (whose residuals are pixel errors times depth)."""
+def test_root_of_noisy_joints_is_near_the_truth_and_of_a_mirrored_hand_in_front():
+    """2D joints with 2 px of noise: the wrist within a centimetre of the truth. 3D joints of
+    the mirror-image hand (a weak model's wrong orientation, which no translation explains):
+    the answer still puts every joint in front of the camera, at about the depth where the
+    hand's size matches its 2D size (the true 0.5 m). The plain linear least squares that the
+    predictor used before put such hands at -0.07 to 0.24 m (seeds 6-11): behind the camera, or
+    so near that the demo drew the mesh several times the hand's size."""
     rng = np.random.default_rng(6)
-    joints = rng.normal(0, 0.05, (21, 3))
-    joints[:, 2] *= 4  # a hand reaching far along the viewing direction
+    joints = rng.normal(0, 0.04, (21, 3))
     joints -= joints[0]
-    translation = np.array([0.0, 0.0, 0.4])
+    translation = np.array([0.02, 0.01, 0.5])
     K = np.array([[500.0, 0, 128], [0, 500.0, 96], [0, 0, 1]])
-    joints2d = g.project_points(joints + translation, K) + rng.normal(0, 6, (21, 2))
+    joints2d = g.project_points(joints + translation, K)
+    noisy = joints2d + rng.normal(0, 2, joints2d.shape)
+    assert np.linalg.norm(g.estimate_root_translation(noisy, joints, K) - translation) < 0.01
 
-    def pixel_error(T):
-        return np.square(g.project_points(joints + T, K) - joints2d).sum()
-
-    plain = g.estimate_root_translation(joints2d, joints, K, reweightings=0)
-    reweighted = g.estimate_root_translation(joints2d, joints, K, reweightings=3)
-    assert pixel_error(reweighted) < pixel_error(plain)
+    mirrored = joints * np.array([-1.0, 1.0, 1.0])
+    root = g.estimate_root_translation(joints2d, mirrored, K)
+    assert ((mirrored + root)[:, 2] > 0).all()
+    assert 0.3 < root[2] < 0.8
