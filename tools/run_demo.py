@@ -7,7 +7,8 @@
    time budget (as many iterations as this machine runs in it, measured first), evaluate it;
 4. pseudo-label the synthetic videos with it (spatial-temporal filters) and self-train a
    student on labeled + pseudo-labeled frames (a budget too), evaluate it;
-5. run the demo (overlays, meshes, JSON) on evaluation images;
+5. run the demo (overlays, meshes, JSON) on evaluation images, with their labelled hand and
+   object boxes as in the evaluation (``--demo-boxes detected``: the model's own detector);
 6. write <output>/summary.json: the metrics of every stage, the iterations and seconds of each
    training, the seconds of every stage and the path of every artefact.
 
@@ -87,6 +88,13 @@ def parse_args(argv=None):
         help="student iterations; 0: as many as --student-seconds hold",
     )
     parser.add_argument("--demo-images", type=int, default=4)
+    parser.add_argument(
+        "--demo-boxes",
+        choices=("given", "detected"),
+        default="given",
+        help="demo images: hand and object boxes from the labels (as in the evaluation) or "
+        "from the model's own detector",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -207,7 +215,9 @@ def main(argv=None):
         for record in records:
             name = record["image_id"].replace("/", "_")
             obj = next(a for a in record["annotations"] if a["category_id"] == OBJECT_CLASS)
-            demo.image(record["file_name"], name, record["camera_K"], obj["object_name"])
+            hand = next(a for a in record["annotations"] if a["category_id"] != OBJECT_CLASS)
+            boxes = (hand["bbox"], obj["bbox"]) if args.demo_boxes == "given" else None
+            demo.image(record["file_name"], name, record["camera_K"], obj["object_name"], boxes)
         write_atomically(os.path.join(demo_dir, "predictions.json"), json.dumps(demo.entries))
     summary["artefacts"]["demo_images"] = demo_dir
     summary["stage_seconds"] = {name: round(s, 1) for name, s in progress.spent.items()}
