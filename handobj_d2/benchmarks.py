@@ -24,6 +24,11 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
     parser.add_argument("--num-samples", type=int, default=1000, help="scorer: samples to score")
     parser.add_argument("--num-objects", type=int, default=64, help="pnp: objects per batch")
+    parser.add_argument(
+        "--baseline-config-file",
+        default="",
+        help="train_step: also time this config, alternating, and print the speed-up over it",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
 
 
@@ -389,29 +394,22 @@ def mapper_benchmark(args):
     }
 
 
-@register_task("train_step")
-def train_step_benchmark(args):
-    """Training iterations (forward, backward, optimizer step; data loading excluded) on
-    batches of ``--batch-size`` samples that the training mapper made from the mapper
-    benchmark's record at ``--image-size`` crops; mean over ``--repeats`` iterations after
-    ``--warmup`` untimed ones, on ``MODEL.DEVICE`` (pass ``MODEL.DEVICE cuda`` for a GPU).
-    Random weights: speed does not depend on them."""
+def _train_step_setup(config_file, opts, image_size, batch_size):
+    """Model, optimizer and one training batch (``batch_size`` samples that the training mapper
+    made from the mapper benchmark's record at ``image_size`` crops), seeded."""
     import numpy as np
     import torch
-    from detectron2.utils.events import EventStorage
 
     from .data.dataset_mapper import HandObjectDatasetMapper
     from .engine import setup_cfg
     from .engine.trainer import HandObjectTrainer
 
-    opts = list(args.opts) + ["INPUT.HANDOBJ.CROP_SIZE", str(args.image_size)]
-    cfg = setup_cfg(args.config_file, opts)
+    cfg = setup_cfg(config_file, list(opts) + ["INPUT.HANDOBJ.CROP_SIZE", str(image_size)])
     torch.manual_seed(0)
     np.random.seed(0)
-    rng = np.random.default_rng(0)
     mapper = HandObjectDatasetMapper(cfg, is_train=True)
-    record, image, mask = mapper_benchmark_record(rng)
-    batch = [mapper.map(record, image, mask) for _ in range(args.batch_size)]
+    record, image, mask = mapper_benchmark_record(np.random.default_rng(0))
+    batch = [mapper.map(record, image, mask) for _ in range(batch_size)]
     model = HandObjectTrainer.build_model(cfg).train()
     optimizer = HandObjectTrainer.build_optimizer(cfg, model)
 
@@ -421,15 +419,61 @@ def train_step_benchmark(args):
         sum(losses.values()).backward()
         optimizer.step()
 
+    parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return cfg, step, parameters
+
+
+@register_task("train_step")
+def train_step_benchmark(args):
+    """Training iterations (forward, backward, optimizer step; data loading excluded) on
+    batches of ``--batch-size`` samples that the training mapper made from the mapper
+    benchmark's record at ``--image-size`` crops; mean over ``--repeats`` iterations after
+    ``--warmup`` untimed ones, on ``MODEL.DEVICE`` (pass ``MODEL.DEVICE cuda`` for a GPU).
+    Random weights: speed does not depend on them.
+
+    With ``--baseline-config-file`` the same is measured for that config in the same process,
+    its iterations alternating with the config's (so that load on a shared machine hits both
+    alike), and ``speedup_vs_baseline`` is the ratio of their median times."""
+    import numpy as np
+    from detectron2.utils.events import EventStorage
+
+    configs = {"config": args.config_file}
+    if args.baseline_config_file:
+        configs["baseline"] = args.baseline_config_file
+    setups = {
+        name: _train_step_setup(path, args.opts, args.image_size, args.batch_size)
+        for name, path in configs.items()
+    }
+    times = {name: [] for name in setups}
     with EventStorage(0):
-        times = _timed(step, cfg.MODEL.DEVICE, args.warmup, args.repeats)
-    return {
-        "config_file": args.config_file,
+        for i in range(args.warmup + args.repeats):
+            for name, (cfg, step, _) in setups.items():
+                (seconds,) = _timed(step, cfg.MODEL.DEVICE, 0, 1)
+                if i >= args.warmup:
+                    times[name].append(seconds)
+
+    def summary(name):
+        parameters = setups[name][2]
+        return {
+            "config_file": configs[name],
+            "parameters": parameters,
+            "seconds_per_iteration": float(np.mean(times[name])),
+            "seconds_per_iteration_median": float(np.median(times[name])),
+            "seconds_per_iteration_min": float(np.min(times[name])),
+            "images_per_s": args.batch_size / float(np.mean(times[name])),
+        }
+
+    cfg = setups["config"][0]
+    result = {
+        **summary("config"),
         "device": _device_name(cfg.MODEL.DEVICE),
         "crop_size": args.image_size,
         "batch_size": args.batch_size,
-        "repeats": len(times),
-        "seconds_per_iteration": float(np.mean(times)),
-        "seconds_per_iteration_min": float(np.min(times)),
-        "images_per_s": args.batch_size / float(np.mean(times)),
+        "repeats": args.repeats,
     }
+    if "baseline" in setups:
+        result["baseline"] = summary("baseline")
+        result["speedup_vs_baseline"] = round(
+            float(np.median(times["baseline"]) / np.median(times["config"])), 2
+        )
+    return result

@@ -45,6 +45,10 @@ HO3D_TO_MANOPTH = np.array(
 MANOPTH_TO_HO3D = np.argsort(HO3D_TO_MANOPTH)
 # Parent of every joint in the manopth order (-1 for the wrist): the skeleton to draw.
 JOINT_PARENTS = np.array([-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19])
+# The wrist and the first joint of every finger (the wrist's children in MANO's kinematic tree):
+# their offsets from the wrist depend on the global rotation and the hand's shape only, not on
+# how the fingers bend.
+PALM_JOINTS = (0, 1, 5, 9, 13, 17)
 
 
 def opengl_to_opencv(points):
@@ -187,26 +191,64 @@ def default_intrinsics(width, height):
     return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
 
 
-def estimate_root_translation(joints2d, joints3d, K):
+def estimate_root_translation(joints2d, joints3d, K, joints=None, reweightings=2):
     """Camera-frame position of a root-relative 3D skeleton that best explains its 2D joints.
 
-    Linear least squares on the pinhole equations (each joint gives two equations linear in
-    the translation T): ``project(joints3d + T, K) ~ joints2d``. numpy, batched:
-    joints2d (..., J, 2) px, joints3d (..., J, 3) m root-relative, K (..., 3, 3) -> T (..., 3) m.
+    First the weak-perspective fit, always in front of the camera: the fitted joints' centroid
+    at the depth where their 3D spread (x, y) projects to their 2D spread, on the ray through
+    their 2D centroid. Then least squares on the pinhole equations, linear in the translation T
+    (``f_a (X_a + T_a) = (u_a - c_a)(Z + T_z)``), each joint's rows divided by its depth from
+    the previous solution (``reweightings`` times) so that pixel errors weigh alike. The
+    perspective solution is kept where every fitted joint lies in front of the camera and its
+    reprojection error is not larger than the weak-perspective one's: exact for consistent
+    2D and 3D joints, and never behind the camera or worse for a weak model's inconsistent
+    ones. ``joints``: indices of the joints to fit (e.g. ``PALM_JOINTS``); all by default.
+    numpy, batched: joints2d (..., J, 2) px, joints3d (..., J, 3) m root-relative,
+    K (..., 3, 3) -> T (..., 3) m.
     """
     joints2d, joints3d, K = (np.asarray(a, dtype=np.float64) for a in (joints2d, joints3d, K))
+    if joints is not None:
+        joints2d, joints3d = joints2d[..., joints, :], joints3d[..., joints, :]
     focal = np.stack([K[..., 0, 0], K[..., 1, 1]], -1)[..., None, :]  # (..., 1, 2)
-    offset = K[..., :2, 2][..., None, :] - joints2d  # (c - u), (..., J, 2)
+    centre = K[..., :2, 2][..., None, :]  # (..., 1, 2)
+
+    mean2d, mean3d = joints2d.mean(-2, keepdims=True), joints3d.mean(-2, keepdims=True)
+    spread2d = np.sqrt(np.square((joints2d - mean2d) / focal).sum((-1, -2)))
+    spread3d = np.sqrt(np.square(joints3d[..., :2] - mean3d[..., :2]).sum((-1, -2)))
+    depth = spread3d / np.maximum(spread2d, 1e-9)  # of the centroid, (...,)
+    centroid = np.concatenate(
+        [(mean2d[..., 0, :] - centre[..., 0, :]) / focal[..., 0, :] * depth[..., None],
+         depth[..., None]], -1
+    )  # fmt: skip
+    weak = centroid - mean3d[..., 0, :]
+
+    offset = centre - joints2d  # (c - u), (..., J, 2)
     # Row for axis a (x or y): f_a * T_a + offset_a * T_z = -f_a * X_a - offset_a * Z.
     rows = np.zeros(joints2d.shape + (3,))
     rows[..., 0, 0] = focal[..., 0]
     rows[..., 1, 1] = focal[..., 1]
     rows[..., 2] = offset
     rhs = -focal * joints3d[..., :2] - offset * joints3d[..., 2:3]
-    rows = rows.reshape(*rows.shape[:-3], 2 * joints2d.shape[-2], 3)
-    rhs = rhs.reshape(*rhs.shape[:-2], 2 * joints2d.shape[-2])
-    normal = np.swapaxes(rows, -1, -2) @ rows
-    return np.linalg.solve(normal, (np.swapaxes(rows, -1, -2) @ rhs[..., None]))[..., 0]
+    translation = weak
+    for _ in range(reweightings + 1):
+        weights = 1.0 / np.maximum(joints3d[..., 2] + translation[..., None, 2], 1e-3)
+        weighted_rows = (rows * weights[..., None, None]).reshape(
+            *rows.shape[:-3], 2 * joints2d.shape[-2], 3
+        )
+        weighted_rhs = (rhs * weights[..., None]).reshape(*rhs.shape[:-2], 2 * joints2d.shape[-2])
+        normal = np.swapaxes(weighted_rows, -1, -2) @ weighted_rows
+        translation = np.linalg.solve(
+            normal, np.swapaxes(weighted_rows, -1, -2) @ weighted_rhs[..., None]
+        )[..., 0]
+
+    def reprojection_error(T):
+        points = joints3d + T[..., None, :]
+        in_front = (points[..., 2] > 1e-3).all(-1)
+        pixels = points[..., :2] / np.maximum(points[..., 2:3], 1e-3) * focal + centre
+        return np.where(in_front, np.square(pixels - joints2d).sum((-1, -2)), np.inf)
+
+    better = reprojection_error(translation) <= reprojection_error(weak)
+    return np.where(better[..., None], translation, weak)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -191,12 +191,14 @@ def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path):
 
 
 def test_run_demo_runs_every_stage_and_resumes(tmp_path):
-    """The main job (make demo) at toy size: every stage runs, summary.json lists what exists,
-    and a rerun reads the finished stages back instead of redoing them. Filters reduced to the
-    interaction check so that a 20-iteration teacher still yields pseudo-labels."""
+    """The main job (make demo) at toy size: every stage runs, summary.json lists what exists
+    and what the trainings did, and a rerun reads the finished stages back instead of redoing
+    them. The teacher trains a fixed 10 iterations; the student a 3 s budget, which after the
+    speed measurement leaves nothing, so it gets the minimum of 10. Filters reduced to the
+    interaction check so that a 10-iteration teacher still yields pseudo-labels."""
     command = [sys.executable, str(REPO / "tools" / "run_demo.py"), "--output", str(tmp_path / "out"),
                "--train", "8", "--eval", "4", "--videos", "1", "--frames-per-video", "6",
-               "--image-size", "160", "120", "--iters", "10", "--student-iters", "4",
+               "--image-size", "160", "120", "--iters", "10", "--student-seconds", "3",
                "--demo-images", "2", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
                "SEMI.FILTER.NAMES", "('interaction',)", "INPUT.HANDOBJ.CROP_SIZE", "64"]  # fmt: skip
     env = _env(tmp_path / "datasets")
@@ -207,6 +209,21 @@ def test_run_demo_runs_every_stage_and_resumes(tmp_path):
     assert "hand/MPJPE_mm" in summary["stages"]["trained"]
     assert summary["stages"]["pseudo_labels"]["kept"] > 0
     assert "hand/MPJPE_mm" in summary["stages"]["self_trained"]
+    teacher, student = summary["training"]["teacher"], summary["training"]["student"]
+    assert teacher["iterations"] == 10 and "budget_seconds" not in teacher
+    assert student["iterations"] == 10 and student["budget_seconds"] == 3
+    assert student["measured_seconds_per_iteration"] > 0
+    for record in (teacher, student):
+        assert record["seconds"] > 0
+        assert record["seconds_per_iteration"] == pytest.approx(record["seconds"] / 10, rel=1e-2)
+    assert (tmp_path / "out" / "student" / "schedule.json").exists()
+    assert list(summary["stage_seconds"]) == [
+        "synthetic data", "untrained model: evaluation", "teacher: training",
+        "teacher: evaluation", "pseudo-labels", "student: training", "student: evaluation",
+        "demo images",
+    ]  # fmt: skip
+    assert summary["total_seconds"] == pytest.approx(sum(summary["stage_seconds"].values()), 0.01)
+    assert "[3/8] teacher: training: starting" in first.stdout + first.stderr
     for path in summary["artefacts"].values():
         assert os.path.exists(path), path
     assert len(list(Path(summary["artefacts"]["demo_images"]).glob("*.jpg"))) == 2
@@ -215,6 +232,6 @@ def test_run_demo_runs_every_stage_and_resumes(tmp_path):
     assert second.returncode == 0
     assert "exists, skipping training" in second.stdout + second.stderr
     assert "already made, reusing it" in second.stdout + second.stderr  # the synthetic set
-    assert (
-        json.loads((tmp_path / "out" / "summary.json").read_text())["stages"] == summary["stages"]
-    )
+    rerun = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert rerun["stages"] == summary["stages"]
+    assert rerun["training"] == summary["training"]  # read back, not the rerun's seconds

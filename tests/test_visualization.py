@@ -1,13 +1,16 @@
 """The demo's drawing of a prediction: the object's voted control points always, its projected
-3D box only where its pose is valid (pixels checked against a hand projection)."""
+3D box only where its pose is valid (pixels checked against a hand projection); a ground-truth
+hand mesh placed and drawn by the demo's code lands on the rendered hand."""
 
 import numpy as np
 import pytest
 import torch
 from detectron2.structures import Boxes, Instances
 
-from handobj_d2.geometry import box_control_points
-from handobj_d2.visualization import OBJECT_3D_BOX_COLOR, draw_hand_object
+from handobj_d2.data.synthetic import TRAIN_OBJECTS, SyntheticSceneGenerator
+from handobj_d2.engine.predictor import root_translations
+from handobj_d2.geometry import box_control_points, project_points
+from handobj_d2.visualization import OBJECT_3D_BOX_COLOR, draw_hand_object, overlay_hand_mesh
 
 K = np.array([[200.0, 0, 160], [0, 200.0, 120], [0, 0, 1]])
 HALF = 0.05  # a 10 cm cube 1 m in front of the camera, axis-aligned
@@ -50,3 +53,27 @@ def test_votes_always_drawn_and_3d_box_only_for_a_valid_pose(pose_valid):
     assert _colour_near(out, 170, 120) == pose_valid
     # Nothing of the box where no edge projects (the cube's centre).
     assert not _colour_near(out, 160, 120)
+
+
+def test_ground_truth_hand_mesh_drawn_by_the_demo_lands_on_the_hand():
+    """A synthetic frame's ground-truth hand, given to the demo's drawing as a prediction would
+    be (root-relative joints and vertices, 2D joints, the wrist placed by the predictor's
+    root_translations): the drawn mesh covers the hand's visible pixels and hardly spills
+    beyond the hand and the object that hides part of it."""
+    generator = SyntheticSceneGenerator("default", (256, 192))
+    rng = np.random.default_rng(0)
+    frame = generator.sample_frame(rng, generator.sample_setup(rng, TRAIN_OBJECTS))
+    wrist = frame.hand_joints[0]
+    pairs = Instances((192, 256))
+    pairs.pred_joints2d = torch.as_tensor(project_points(frame.hand_joints, frame.camera_K))[None]
+    pairs.pred_joints3d = torch.as_tensor(frame.hand_joints - wrist)[None]
+    root = root_translations(pairs, frame.camera_K)[0].numpy()
+    np.testing.assert_allclose(root, wrist, atol=1e-5)
+
+    black = np.zeros((192, 256, 3), np.uint8)
+    drawn = overlay_hand_mesh(black, frame.hand_vertices - wrist + root, generator.hand_faces,
+                              frame.camera_K, alpha=1.0).any(-1)  # fmt: skip
+    hand = frame.hand_mask
+    assert hand.sum() > 300
+    assert (drawn & hand).sum() >= 0.97 * hand.sum()
+    assert (drawn & ~hand & ~frame.object_mask).sum() <= 0.03 * drawn.sum()

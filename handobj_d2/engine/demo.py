@@ -97,14 +97,18 @@ class Demo:
             return default_intrinsics(image.shape[1], image.shape[0])
         return intrinsics_matrix(self.intrinsics)
 
-    def process(self, image, name, source, frame=None, camera_K=None, object_name=None):
+    def process(self, image, name, source, frame=None, camera_K=None, object_name=None,
+                boxes=None):  # fmt: skip
         """Predict on a BGR image, save its meshes and JSON entry; returns (drawing, found).
-        ``camera_K`` / ``object_name`` override the demo's intrinsics and object for this image."""
+        ``camera_K`` / ``object_name`` override the demo's intrinsics and object for this image;
+        ``boxes``: (hand_box, object_box) [x1, y1, x2, y2] px given instead of detected."""
         K = self.camera(image) if camera_K is None else np.asarray(camera_K, dtype=np.float64)
         points = self.control_points3d
         if object_name is not None:
             points = self.predictor.control_points(object_name)
-        output = self.predictor(image, camera_K=K, control_points3d=points)
+        hand_box, object_box = boxes if boxes is not None else (None, None)
+        output = self.predictor(image, camera_K=K, hand_box=hand_box, object_box=object_box,
+                                control_points3d=points)  # fmt: skip
         pairs = output["hand_object"].to("cpu")
         mesh_files = []
         for row in range(len(pairs)):
@@ -124,11 +128,11 @@ class Demo:
         drawing = draw_hand_object(image, pairs, K, self.faces, points)
         return drawing, len(pairs) > 0
 
-    def image(self, path, name=None, camera_K=None, object_name=None):
+    def image(self, path, name=None, camera_K=None, object_name=None, boxes=None):
         """Annotate one image file into <output>/<name>.jpg (name: the file's stem)."""
         image = read_image(path)
         name = name or os.path.splitext(os.path.basename(path))[0]
-        drawing, found = self.process(image, name, path, None, camera_K, object_name)
+        drawing, found = self.process(image, name, path, None, camera_K, object_name, boxes)
         out = os.path.join(self.output, f"{name}.jpg")
         if not cv2.imwrite(out, drawing):
             raise OSError(f"cannot write {out}")

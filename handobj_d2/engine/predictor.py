@@ -16,6 +16,7 @@ from detectron2.modeling import build_model
 
 from ..data.transforms import transform_box
 from ..geometry import (
+    PALM_JOINTS,
     box_control_points,
     crop_matrix,
     default_intrinsics,
@@ -89,7 +90,8 @@ class HandObjectPredictor:
         Returns:
             dict with ``instances`` (detections) and ``hand_object`` (one row per hand-object
             pair, docs/design.md) in the image's pixels; ``hand_object.pred_root3d`` (K, 3) m is the
-            wrist in the OpenCV camera frame (least squares from joints2d and joints3d), so
+            wrist in the OpenCV camera frame (least squares from the palm's joints2d and
+            joints3d, which finger bending does not change; geometry.PALM_JOINTS), so
             ``joints3d + root3d[:, None]`` are camera-frame joints.
         """
         request = {
@@ -197,10 +199,20 @@ class HandObjectPredictor:
         outputs = self.model.inference(inputs, detected_instances=given)
         for request, output in zip(requests, outputs):
             pairs = output["hand_object"]
-            root = estimate_root_translation(
-                pairs.pred_joints2d.cpu().numpy(),
-                pairs.pred_joints3d.cpu().numpy(),
-                request["camera_K"],
-            )
-            pairs.pred_root3d = torch.as_tensor(root, dtype=torch.float32).reshape(-1, 3)
+            pairs.pred_root3d = root_translations(pairs, request["camera_K"])
         return outputs
+
+
+def root_translations(pairs, camera_K):
+    """Wrist positions (K, 3) m, OpenCV camera frame, of the hands of ``pairs`` (Instances with
+    ``pred_joints2d`` (K, 21, 2) px and root-relative ``pred_joints3d`` (K, 21, 3) m) seen through
+    ``camera_K`` (3, 3): least squares on the palm joints (geometry.PALM_JOINTS), whose layout
+    finger bending does not change, so that wrongly bent fingers do not move the hand."""
+    root = estimate_root_translation(
+        pairs.pred_joints2d.cpu().numpy(),
+        pairs.pred_joints3d.cpu().numpy(),
+        camera_K,
+        joints=PALM_JOINTS,
+    )
+    device = pairs.pred_joints2d.device
+    return torch.as_tensor(root, dtype=torch.float32, device=device).reshape(-1, 3)

@@ -129,7 +129,8 @@ class HandObjectTrainer(DefaultTrainer):
 
     @classmethod
     def build_optimizer(cls, cfg, model):
-        """Adam (the released code's choice) or SGD, per ``SOLVER.OPTIMIZER``."""
+        """Adam (the released code's choice) or SGD, per ``SOLVER.OPTIMIZER``; one fused
+        kernel for all parameters with ``SOLVER.FUSED``."""
         params = get_default_optimizer_params(
             model,
             base_lr=cfg.SOLVER.BASE_LR,
@@ -140,7 +141,10 @@ class HandObjectTrainer(DefaultTrainer):
         name = cfg.SOLVER.OPTIMIZER.upper()
         if name == "ADAM":
             optimizer = torch.optim.Adam(
-                params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY
+                params,
+                lr=cfg.SOLVER.BASE_LR,
+                weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+                fused=cfg.SOLVER.FUSED or None,
             )
         elif name == "SGD":
             optimizer = torch.optim.SGD(
@@ -148,6 +152,7 @@ class HandObjectTrainer(DefaultTrainer):
                 lr=cfg.SOLVER.BASE_LR,
                 momentum=cfg.SOLVER.MOMENTUM,
                 nesterov=cfg.SOLVER.NESTEROV,
+                fused=cfg.SOLVER.FUSED or None,
             )
         else:
             raise ValueError(f"SOLVER.OPTIMIZER must be ADAM or SGD, got {cfg.SOLVER.OPTIMIZER!r}")

@@ -1,8 +1,9 @@
 """The hand-object model. Importing this package registers HandObjectRCNN (META_ARCH_REGISTRY),
 HandObjectROIHeads (ROI_HEADS_REGISTRY), the hand decoders (HAND_HEAD_REGISTRY), the object
-decoders (OBJECT_HEAD_REGISTRY) and the contextual-reasoning modules
-(CONTEXTUAL_REASONING_REGISTRY)."""
+decoders (OBJECT_HEAD_REGISTRY), the contextual-reasoning modules (CONTEXTUAL_REASONING_REGISTRY)
+and the truncated ResNet-FPN backbone (BACKBONE_REGISTRY)."""
 
+from .backbone import build_truncated_resnet_fpn_backbone
 from .contextual_reasoning import CONTEXTUAL_REASONING_REGISTRY, build_contextual_reasoning
 from .hand_head import HAND_HEAD_REGISTRY, HandHead, build_hand_head
 from .meta_arch import HandObjectRCNN
