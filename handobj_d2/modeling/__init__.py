@@ -1,6 +1,6 @@
 """The hand-object model. Importing this package registers HandObjectRCNN (META_ARCH_REGISTRY),
-HandObjectROIHeads (ROI_HEADS_REGISTRY), the object decoders (OBJECT_HEAD_REGISTRY) and the
-contextual-reasoning variants."""
+HandObjectROIHeads (ROI_HEADS_REGISTRY), the object decoders (OBJECT_HEAD_REGISTRY), the
+contextual-reasoning variants and the authors' released backbone (BACKBONE_REGISTRY)."""
 
 from .contextual_reasoning import CONTEXTUAL_REASONING_REGISTRY, build_contextual_reasoning
 from .hand_head import HandHead
@@ -12,4 +12,5 @@ from .object_head import (
     build_object_head,
 )
 from .pnp import control_point_estimates, solve_pnp, vote_control_points
+from .released_backbone import build_released_resnet_fpn_backbone
 from .roi_heads import HandObjectROIHeads, select_hand_object_pair

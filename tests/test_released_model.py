@@ -1,0 +1,278 @@
+"""The released-model variant (configs/HO3D-v2/handobj_R50_FPN_released.yaml) against a reference
+of the authors' network written from their published structure (released_reference.py):
+random weights in the reference, converted with tools/convert_released_checkpoint.py, both run on
+the same images and boxes. Reduced widths (ResNet base 16, FPN / heads 64) keep it fast; the
+layer structure is the released one."""
+
+import numpy as np
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from released_reference import ReleasedHONet
+from torch import nn
+
+from handobj_d2.engine import setup_cfg
+from handobj_d2.mano import load_mano_model
+from handobj_d2.modeling.released_checkpoint import (
+    ReleasedCheckpointError,
+    convert_released_state_dict,
+    released_state_dict,
+)
+from tools import convert_released_checkpoint
+
+CONFIG = "configs/HO3D-v2/handobj_R50_FPN_released.yaml"
+NARROW = {"width": 16, "channels": 64}
+NARROW_OPTS = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.RESNETS.STEM_OUT_CHANNELS", "16",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
+    "MODEL.RESNETS.WIDTH_PER_GROUP", "16",
+    "MODEL.FPN.OUT_CHANNELS", "64",
+    "MODEL.HANDOBJ.HAND.HOURGLASS_PLANES", "32",
+    "MODEL.HANDOBJ.HAND.MESH_CHANNELS", "64",
+]  # fmt: skip
+SIZE = 128
+# Per image: hand box, object box (input pixels). The second pair does not intersect, so its
+# intersection features are zero in both networks.
+BOXES = [
+    ([20.0, 30.0, 90.0, 110.0], [60.0, 20.0, 124.0, 100.0]),
+    ([8.0, 64.0, 56.0, 120.0], [70.0, 10.0, 118.0, 60.0]),
+]
+OPENGL_TO_OPENCV = torch.tensor([1.0, -1.0, -1.0])
+VOTE_TOPK, VOTE_CONF_THRESH = 10, 0.5
+
+
+def _randomise(module, seed):
+    """Random weights everywhere the constructor leaves constants: norms' statistics and
+    affine parameters, biases, the heatmap temperatures. The heatmap and vote output layers are
+    scaled up so that heatmaps are peaked and vote confidences spread across the 0.5
+    threshold, as in a trained network."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(t, low, high):
+        t.copy_(torch.rand(t.shape, generator=generator) * (high - low) + low)
+
+    def normal(t, std):
+        t.copy_(torch.randn(t.shape, generator=generator) * std)
+
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
+                uniform(m.weight, 0.5, 1.5)
+                normal(m.bias, 0.1)
+            if isinstance(m, nn.BatchNorm2d):
+                normal(m.running_mean, 0.1)
+                uniform(m.running_var, 0.5, 1.5)
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                normal(m.bias, 0.1)
+        uniform(module.hand_head.betas, 0.5, 2.0)
+        module.hand_head.score[0].weight.mul_(15)
+        module.obj_head.out_conv.weight.mul_(15)
+
+
+def _images(seed):
+    rng = np.random.default_rng(seed)
+    return [torch.from_numpy(rng.integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8)) for _ in BOXES]
+
+
+def _cell_votes(x, y, conf, boxes):
+    """Reference per-cell predictions (N, R, R, P) -> pixels (N, P, R*R, 2), conf (N, P, R*R)."""
+    size = boxes[:, 2:] - boxes[:, :2]
+    px = x.flatten(1, 2).transpose(1, 2) * size[:, :1, None] + boxes[:, None, None, 0]
+    py = y.flatten(1, 2).transpose(1, 2) * size[:, 1:, None] + boxes[:, None, None, 1]
+    return torch.stack([px, py], -1), conf.flatten(1, 2).transpose(1, 2)
+
+
+def _released_pnp_points(votes, conf):
+    """The released evaluation's PnP input (``utils/metric.fuse_test``): per control point the
+    10 most confident cells, kept above 0.5. Returns per image a sorted (M, 3) array of
+    (control point, x, y)."""
+    out = []
+    for image_votes, image_conf in zip(votes, conf):
+        rows = []
+        for point in range(image_conf.shape[0]):
+            best = image_conf[point].argsort(descending=True)[:VOTE_TOPK]
+            for cell in best[image_conf[point, best] > VOTE_CONF_THRESH]:
+                rows.append([point, *image_votes[point, cell].tolist()])
+        out.append(np.array(sorted(rows)).reshape(-1, 3))
+    return out
+
+
+def _weighted_points(votes, conf):
+    """Our control_points2d definition applied to the reference's votes: confidence-weighted
+    mean of the top-10 votes above 0.5, else the best vote."""
+    top_conf, index = conf.topk(VOTE_TOPK, dim=-1)
+    top = votes.gather(2, index[..., None].expand(-1, -1, -1, 2))
+    weights = top_conf * (top_conf > VOTE_CONF_THRESH)
+    total = weights.sum(-1, keepdim=True)
+    mean = (top * weights[..., None]).sum(-2) / total.clamp_min(1e-12)
+    return torch.where(total > 0, mean, top[..., 0, :])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """(reference network, path of its state dict converted by the tool, the model config)."""
+    torch.manual_seed(0)
+    reference = ReleasedHONet(load_mano_model(""), **NARROW)
+    _randomise(reference, seed=1)
+    folder = tmp_path_factory.mktemp("released")
+    src, dst = folder / "released.pth.tar", folder / "converted.pth"
+    state = {f"honet.module.{k}": v for k, v in reference.state_dict().items()}
+    torch.save({"epoch": 60, "network": "honet_transformer", "state_dict": state}, src)
+    argv = [str(src), str(dst), "--config-file", CONFIG, *NARROW_OPTS]
+    assert convert_released_checkpoint.main(argv) == 0
+    cfg = setup_cfg(CONFIG, NARROW_OPTS + ["MODEL.WEIGHTS", str(dst)])
+    return reference.eval(), dst, cfg
+
+
+def _run_both(converted, dtype):
+    reference, weights, cfg = converted
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(str(weights))
+    reference, model = reference.to(dtype), model.to(dtype)
+    images = _images(seed=2)
+    hand_boxes = torch.tensor([h for h, _ in BOXES], dtype=dtype)
+    object_boxes = torch.tensor([o for _, o in BOXES], dtype=dtype)
+    captured = {}
+    hook = model.roi_heads.object_head.register_forward_hook(
+        lambda module, args, out: captured.update(out)
+    )
+    inputs = [
+        {"image": image, "height": SIZE, "width": SIZE, "hand_box": h, "object_box": o}
+        for image, (h, o) in zip(images, BOXES)
+    ]
+    with torch.no_grad():
+        # Model-input pixels (the inputs are the whole images, so no mapping back is needed).
+        ours = [out["hand_object"] for out in model.inference(inputs, do_postprocess=False)]
+        ref = reference(torch.stack(images).to(dtype) / 255, hand_boxes, object_boxes)
+    hook.remove()
+    # Our PnP input: the votes the model's object head selects from its cells.
+    votes, _, valid = model.roi_heads.object_head.votes(captured, object_boxes)
+    captured["pnp_points"] = [
+        np.array(sorted([p, *v.tolist()] for p, v in zip(ok.nonzero()[:, 0], image_votes[ok])))
+        for image_votes, ok in zip(votes, valid)
+    ]
+    return ours, ref, captured, hand_boxes, object_boxes
+
+
+def _max_differences(converted, dtype):
+    ours, ref, captured, hand_boxes, object_boxes = _run_both(converted, dtype)
+    cat = torch.cat
+    hand_size = hand_boxes[:, 2:] - hand_boxes[:, :2]
+    ref_joints2d = ref["joints2d"] * hand_size[:, None] + hand_boxes[:, None, :2]
+    ref_votes, ref_conf = _cell_votes(
+        ref["object_x"], ref["object_y"], ref["object_conf"], object_boxes
+    )
+    object_size = object_boxes[:, 2:] - object_boxes[:, :2]
+    our_votes = captured["coords"].flatten(2, 3) * object_size[:, None, None]
+    our_votes = our_votes + object_boxes[:, None, None, :2]
+    our_pnp = captured["pnp_points"]
+    ref_pnp = _released_pnp_points(ref_votes, ref_conf)
+    assert [len(p) for p in our_pnp] == [len(p) for p in ref_pnp]
+    assert all(np.array_equal(a[:, 0], b[:, 0]) for a, b in zip(our_pnp, ref_pnp))
+    return {
+        "joints2d_px": (cat([o.joints2d for o in ours]) - ref_joints2d).abs().max(),
+        "joints3d_mm": 1000
+        * (cat([o.joints3d for o in ours]) - ref["joints3d"] * OPENGL_TO_OPENCV.to(dtype))
+        .abs()
+        .max(),
+        "vertices_mm": 1000
+        * (cat([o.vertices for o in ours]) - ref["vertices"] * OPENGL_TO_OPENCV.to(dtype))
+        .abs()
+        .max(),
+        "object_cells_px": (our_votes - ref_votes).abs().max(),
+        "object_confidence": (captured["confidence"].flatten(2) - ref_conf).abs().max(),
+        "control_points2d_px": (
+            cat([o.control_points2d for o in ours]) - _weighted_points(ref_votes, ref_conf)
+        )
+        .abs()
+        .max(),
+        "pnp_points_px": max(np.abs(a[:, 1:] - b[:, 1:]).max() for a, b in zip(our_pnp, ref_pnp)),
+    }
+
+
+def test_outputs_are_not_trivial(converted):
+    """The comparison means something: joints spread over the box, a posed hand, votes that
+    pass the confidence threshold and differ between images."""
+    _, ref, _, hand_boxes, _ = _run_both(converted, torch.float64)
+    joints2d = ref["joints2d"]
+    assert (joints2d.std(1) > 0.01).all()
+    assert ref["joints3d"].abs().max() > 0.02  # metres from the wrist
+    passing = (ref["object_conf"] > VOTE_CONF_THRESH).float().mean()
+    assert 0.05 < passing < 0.95
+    assert (joints2d[0] - joints2d[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"), [(torch.float64, 1e-3), (torch.float32, 0.05)], ids=["f64", "f32"]
+)
+def test_equal_to_released_network(converted, dtype, tolerance):
+    """2D joints and object votes (px), root-relative 3D joints and vertices (mm, OpenCV frame
+    after the released OpenGL output is changed back) agree."""
+    differences = _max_differences(converted, dtype)
+    for name, value in differences.items():
+        assert float(value) <= tolerance, f"{name}: {float(value):.3g} > {tolerance} ({dtype})"
+
+
+def test_converter_accepts_any_nesting():
+    """Prefixes and nesting are unwrapped the same way whatever wraps the state dict."""
+    tensor = torch.ones(2)
+    for wrapped in (
+        {"state_dict": {"honet.module.a.b": tensor}},
+        {"state_dict": {"module.honet.a.b": tensor}},
+        {"model": {"state_dict": {"a.b": tensor}}},
+        {"module.a.b": tensor},
+    ):
+        assert list(released_state_dict(wrapped)) == ["a.b"]
+
+
+def test_converter_fails_loudly(converted):
+    """An unknown key, a shape mismatch and a missing key are all listed by name."""
+    reference, _, cfg = converted
+    model_state = build_model(cfg).state_dict()
+    released = dict(reference.state_dict())
+    released["hand_head.extra.weight"] = torch.zeros(1)
+    released["obj_head.out_conv.bias"] = torch.zeros(5)
+    del released["transformer.layers.0.norm2.weight"]
+    with pytest.raises(ReleasedCheckpointError) as error:
+        convert_released_state_dict(released, model_state)
+    message = str(error.value)
+    assert "hand_head.extra.weight" in message
+    assert "obj_head.out_conv.bias (5,)" in message
+    assert "roi_heads.contextual_reasoning.blocks.0.norm.weight" in message
+    released = dict(reference.state_dict())
+    released["mano_branch.coord_change_mat"] = torch.eye(3)
+    with pytest.raises(ReleasedCheckpointError, match="diag"):
+        convert_released_state_dict(released, model_state)
+
+
+def test_converter_report(converted):
+    """Every released tensor is mapped or dropped for a reason; the model keys left out are
+    the detector's and the MANO layer's only."""
+    reference, _, cfg = converted
+    model_state = build_model(cfg).state_dict()
+    released = reference.state_dict()
+    converted_state, report = convert_released_state_dict(released, model_state)
+    assert report["mapped"] + len(report["dropped"]) == len(released)
+    dropped = set(report["dropped"])
+    assert {"hand_head.uu", "hand_head.vv", "mano_branch.coord_change_mat"} <= dropped
+    assert all(k.startswith(("hand_head.", "mano_branch.", "base_net.")) for k in dropped)
+    left = {k.split(".")[0] + "." + k.split(".")[1] for k in report["not_in_checkpoint"]}
+    assert left == {"proposal_generator.rpn_head", "roi_heads.box_head", "roi_heads.box_predictor",
+                    "roi_heads.hand_head"}  # fmt: skip
+    assert torch.equal(
+        converted_state["roi_heads.hand_head.heatmap_head.inverse_temperature"],
+        released["hand_head.betas"].reshape(-1),
+    )
+
+
+def test_converter_maps_the_released_widths():
+    """At the released widths (ResNet-50 base 64, FPN and heads 256) every released tensor has
+    its place, of the same shape, in the model of the released config."""
+    released = ReleasedHONet(load_mano_model("")).state_dict()
+    model_state = build_model(setup_cfg(CONFIG, ["MODEL.DEVICE", "cpu"])).state_dict()
+    converted_state, report = convert_released_state_dict(released, model_state)
+    assert report["mapped"] + len(report["dropped"]) == len(released)
+    assert converted_state["backbone.bottom_up.res5.2.conv3.weight"].shape == (2048, 512, 1, 1)
+    assert converted_state["roi_heads.hand_head.mesh_head.fc.0.weight"].shape == (1024, 1024)
