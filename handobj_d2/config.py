@@ -29,6 +29,10 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.INFERENCE_BOXES = "given"
     # Train the RPN + box head (hand/object detector) together with the pose heads.
     _C.MODEL.HANDOBJ.DETECTOR_ON = True
+    # False for weights without a trained detector (the authors' released checkpoint, converted
+    # by tools/convert_released_checkpoint.py): the predictor then needs given hand and object
+    # boxes and refuses to run the untrained detector.
+    _C.MODEL.HANDOBJ.HAS_TRAINED_DETECTOR = True
     # Minimum detection score for a hand / object to be used in "detected" mode.
     _C.MODEL.HANDOBJ.DETECTION_SCORE_THRESH = 0.05
     # Turn every BatchNorm2d of the model (backbone, FPN, heads) into FrozenBatchNorm2d: the

@@ -4,6 +4,9 @@ random weights in the reference, converted with tools/convert_released_checkpoin
 the same images and boxes. Reduced widths (ResNet base 16, FPN / heads 64) keep it fast; the
 layer structure is the released one."""
 
+import json
+
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,7 +15,7 @@ from detectron2.modeling import build_model
 from released_reference import ReleasedHONet
 from torch import nn
 
-from handobj_d2.engine import setup_cfg
+from handobj_d2.engine import HandObjectPredictor, setup_cfg
 from handobj_d2.mano import load_mano_model
 from handobj_d2.modeling.released_checkpoint import (
     ReleasedCheckpointError,
@@ -20,6 +23,7 @@ from handobj_d2.modeling.released_checkpoint import (
     released_state_dict,
 )
 from tools import convert_released_checkpoint
+from tools.demo import main as demo_main
 
 CONFIG = "configs/HO3D-v2/handobj_R50_FPN_released.yaml"
 NARROW = {"width": 16, "channels": 64}
@@ -276,3 +280,68 @@ def test_converter_maps_the_released_widths():
     assert report["mapped"] + len(report["dropped"]) == len(released)
     assert converted_state["backbone.bottom_up.res5.2.conv3.weight"].shape == (2048, 512, 1, 1)
     assert converted_state["roi_heads.hand_head.mesh_head.fc.0.weight"].shape == (1024, 1024)
+
+
+def _demo_image(path, seed=3):
+    rng = np.random.default_rng(seed)
+    image = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (160, 120))
+    assert cv2.imwrite(str(path), image)
+    return image
+
+
+def test_demo_with_given_boxes_matches_the_released_network(converted, tmp_path):
+    """tools/demo.py on the converted model with --hand-box / --object-box: its 2D joints (image
+    pixels) are the reference network's on the demo's own crop, mapped back to the image."""
+    reference, weights, cfg = converted
+    image = _demo_image(tmp_path / "photo.png")
+    hand_box, object_box = [30.0, 20.0, 100.0, 90.0], [70.0, 40.0, 140.0, 110.0]
+    opts = ["MODEL.WEIGHTS", str(weights), "INPUT.HANDOBJ.CROP_SIZE", "128", *NARROW_OPTS]
+    code = demo_main(["--config-file", CONFIG, "--input", str(tmp_path / "photo.png"),
+                      "--output", str(tmp_path / "out"), "--hand-box", *map(str, hand_box),
+                      "--object-box", *map(str, object_box), *opts])  # fmt: skip
+    assert code == 0
+    (entry,) = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    (pair,) = entry["pairs"]
+    np.testing.assert_allclose(pair["hand_box"], hand_box, atol=1e-3)
+
+    predictor = HandObjectPredictor(setup_cfg(CONFIG, opts))
+    request = predictor._complete({"image": image, "hand_box": hand_box, "object_box": object_box})
+    record = predictor.model_input(request, predictor.crop_scale)
+    crop = record["image"][None].float() / 255  # RGB, as the released network reads it
+    boxes = [torch.tensor(record[k], dtype=torch.float32)[None] for k in ("hand_box", "object_box")]
+    with torch.no_grad():
+        ref = reference.float()(crop, *boxes)
+    size = boxes[0][:, 2:] - boxes[0][:, :2]
+    joints_crop = (ref["joints2d"] * size[:, None] + boxes[0][:, None, :2])[0].double().numpy()
+    to_image = np.linalg.inv(record["image_to_input"])
+    joints_image = joints_crop @ to_image[:2, :2].T + to_image[:2, 2]
+    np.testing.assert_allclose(pair["joints2d"], joints_image, atol=0.05)
+
+
+def test_demo_boxes_file_and_missing_boxes(converted, tmp_path, capsys):
+    """--boxes gives each image its pair; an image missing from the file, or no boxes at all
+    for a model without a detector, is an error naming the problem."""
+    _, weights, _ = converted
+    for name in ("a.png", "b.png"):
+        _demo_image(tmp_path / name)
+    boxes = {
+        "a.png": {"hand_box": [10, 10, 80, 90], "object_box": [50, 30, 150, 110]},
+        str(tmp_path / "b.png"): {"hand_box": [60, 20, 120, 100], "object_box": [20, 40, 90, 100]},
+    }
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    opts = ["MODEL.WEIGHTS", str(weights), "INPUT.HANDOBJ.CROP_SIZE", "128", *NARROW_OPTS]
+    base = ["--config-file", CONFIG, "--output", str(tmp_path / "out")]
+    inputs = ["--input", str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    assert demo_main(base + inputs + ["--boxes", str(tmp_path / "boxes.json"), *opts]) == 0
+    entries = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    for entry, expected in zip(entries, boxes.values()):
+        np.testing.assert_allclose(
+            entry["pairs"][0]["object_box"], expected["object_box"], atol=1e-3
+        )
+
+    del boxes["a.png"]
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    assert demo_main(base + inputs + ["--boxes", str(tmp_path / "boxes.json"), *opts]) == 1
+    assert "no boxes for" in capsys.readouterr().err
+    assert demo_main(base + inputs + opts) == 1
+    assert "no trained detector" in capsys.readouterr().err
