@@ -15,6 +15,7 @@ from detectron2.modeling import build_model
 from released_reference import ReleasedHONet
 from torch import nn
 
+from handobj_d2.benchmarks import main as benchmark_main
 from handobj_d2.engine import HandObjectPredictor, setup_cfg
 from handobj_d2.mano import load_mano_model
 from handobj_d2.modeling.released_checkpoint import (
@@ -345,3 +346,18 @@ def test_demo_boxes_file_and_missing_boxes(converted, tmp_path, capsys):
     assert "no boxes for" in capsys.readouterr().err
     assert demo_main(base + inputs + opts) == 1
     assert "no trained detector" in capsys.readouterr().err
+
+
+def test_benchmark_task_times_both_models(capsys):
+    """tools/benchmark.py --task released_inference reports the released and the default model
+    on the same settings (tiny here: the numbers themselves are the benchmark's business)."""
+    argv = ["--task", "released_inference", "--image-size", "64", "--repeats", "1",
+            "--warmup", "0", *NARROW_OPTS]  # fmt: skip
+    assert benchmark_main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["released"]["config_file"] == CONFIG
+    assert result["default"]["config_file"] == "configs/HO3D-v2/handobj_R50_FPN.yaml"
+    for name in ("released", "default"):
+        assert result[name]["image_size"] == 64 and result[name]["seconds_per_image"] > 0
+    ratio = result["released"]["seconds_per_image"] / result["default"]["seconds_per_image"]
+    assert result["released_over_default"] == pytest.approx(ratio)

@@ -153,19 +153,13 @@ def _rules(depth):
             _CR + r"\1.\2.\3",
         ),
         (r"transformer\.layers\.(\d+)\.norm2\.(weight|bias)", _CR + r"\1.norm.\2"),
-        (r"transformer\.layers\.(\d+)\.mlp\.fc([12])\.(weight|bias)", _CR + r"\1.mlp.\2.\3"),
+        # mlp.fc1 / fc2 -> mlp.0 / mlp.2 (a GELU between them).
+        (
+            r"transformer\.layers\.(\d+)\.mlp\.fc([12])\.(weight|bias)",
+            lambda m: f"{_CR}{m[1]}.mlp.{2 * int(m[2]) - 2}.{m[3]}",
+        ),
     ]
-    rules = bottom_up + fpn + hand + obj + cr
-    # mlp.fc1 / fc2 -> mlp.0 / mlp.2
-    return [(re.compile(p), _mlp_index(r) if "mlp" in p else r) for p, r in rules]
-
-
-def _mlp_index(replacement):
-    def replace(match):
-        name = match.expand(replacement)
-        return re.sub(r"mlp\.([12])\.", lambda m: f"mlp.{2 * int(m[1]) - 2}.", name)
-
-    return replace
+    return [(re.compile(p), r) for p, r in bottom_up + fpn + hand + obj + cr]
 
 
 def _target_name(rules, key):
