@@ -125,6 +125,10 @@ def add_handobj_config(cfg):
     # brightness, contrast, saturation, hue
     _C.INPUT.HANDOBJ.COLOR_JITTER = [0.5, 0.5, 0.5, 0.15]
     _C.INPUT.HANDOBJ.BLUR_MAX_SIGMA = 0.5  # pixels, Gaussian blur sigma uniform in [0, max]
+    # Inference boxes and crop: "annotation" (the annotated boxes; crop = fused box x CROP_SCALE)
+    # or "released" (the authors' evaluation: hand box x1.1, object box = projected control
+    # points, their crop; handobj_d2/data/released_protocol.py).
+    _C.INPUT.HANDOBJ.TEST_BOXES = "annotation"
 
     _C.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (released code) | "SGD"
 

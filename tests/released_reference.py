@@ -11,7 +11,8 @@ released 256); the layer structure is the released one.
 dict with ``joints2d`` (N, 21, 2) normalised to the hand box, ``joints3d`` (N, 21, 3) and
 ``vertices`` (N, 778, 3) in metres, root-relative, **OpenGL** frame (the released evaluation
 output with zero roots), and the object decoder's per-cell ``object_x``, ``object_y``
-(N, R, R, 21) normalised to the object box and ``object_conf`` (N, R, R, 21).
+(N, R, R, 21) normalised to the object box and ``object_conf`` (N, R, R, 21), control points
+in the released order (:func:`released_control_points`).
 """
 
 import torch
@@ -456,6 +457,28 @@ class Transformer(nn.Module):
         for layer in self.layers:
             query = layer(query, key)
         return query
+
+
+def released_control_points(low, high):
+    """The released 21 control points (``dataset_util.get_bbox21_3d_from_dict``) of the box
+    [low, high] (3,) each: corners b/t (z min/max), l/r (x min/max), b/f (y min/max) in the
+    order blb brb blf brf tlb trb tlf trf, the edge midpoints ble bre bfe bbe tle tre tfe tbe
+    lfe lbe rfe rbe, the centre. Returns (21, 3)."""
+    (x0, y0, z0), (x1, y1, z1) = low, high
+    corner = {
+        name: torch.tensor([x, y, z], dtype=torch.float64)
+        for name, (x, y, z) in {
+            "blb": (x0, y0, z0), "brb": (x1, y0, z0), "blf": (x0, y1, z0), "brf": (x1, y1, z0),
+            "tlb": (x0, y0, z1), "trb": (x1, y0, z1), "tlf": (x0, y1, z1), "trf": (x1, y1, z1),
+        }.items()
+    }  # fmt: skip
+    edges = [("blb", "blf"), ("brb", "brf"), ("blf", "brf"), ("blb", "brb"),
+             ("tlb", "tlf"), ("trb", "trf"), ("tlf", "trf"), ("tlb", "trb"),
+             ("tlf", "blf"), ("tlb", "blb"), ("trf", "brf"), ("trb", "brb")]  # fmt: skip
+    points = [corner[n] for n in ("blb", "brb", "blf", "brf", "tlb", "trb", "tlf", "trf")]
+    points += [(corner[a] + corner[b]) / 2 for a, b in edges]
+    points.append((corner["tlb"] + corner["brf"]) / 2)
+    return torch.stack(points)
 
 
 # ----------------------------------------------------------------------------- the network

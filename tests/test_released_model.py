@@ -12,11 +12,14 @@ import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from released_reference import ReleasedHONet
+from detectron2.structures import BoxMode
+from released_reference import ReleasedHONet, released_control_points
 from torch import nn
 
 from handobj_d2.benchmarks import main as benchmark_main
+from handobj_d2.data.dataset_mapper import HandObjectDatasetMapper
 from handobj_d2.engine import HandObjectPredictor, setup_cfg
+from handobj_d2.geometry import box_control_points
 from handobj_d2.mano import load_mano_model
 from handobj_d2.modeling.released_checkpoint import (
     ReleasedCheckpointError,
@@ -81,12 +84,23 @@ def _images(seed):
     return [torch.from_numpy(rng.integers(0, 256, (3, SIZE, SIZE), dtype=np.uint8)) for _ in BOXES]
 
 
+def _our_point_order():
+    """Index of each of our control points (geometry.box_control_points) among the released
+    ones, matched by position on a box with distinct extents."""
+    low, high = np.array([-0.01, -0.02, -0.03]), np.array([0.01, 0.02, 0.03])
+    ours = torch.from_numpy(box_control_points(np.stack([low, high])))
+    theirs = released_control_points(low, high)
+    return [int((theirs == p).all(1).nonzero()) for p in ours]
+
+
 def _cell_votes(x, y, conf, boxes):
-    """Reference per-cell predictions (N, R, R, P) -> pixels (N, P, R*R, 2), conf (N, P, R*R)."""
+    """Reference per-cell predictions (N, R, R, P), released point order -> pixels
+    (N, P, R*R, 2), conf (N, P, R*R) in our point order."""
     size = boxes[:, 2:] - boxes[:, :2]
     px = x.flatten(1, 2).transpose(1, 2) * size[:, :1, None] + boxes[:, None, None, 0]
     py = y.flatten(1, 2).transpose(1, 2) * size[:, 1:, None] + boxes[:, None, None, 1]
-    return torch.stack([px, py], -1), conf.flatten(1, 2).transpose(1, 2)
+    order = _our_point_order()
+    return torch.stack([px, py], -1)[:, order], conf.flatten(1, 2).transpose(1, 2)[:, order]
 
 
 def _released_pnp_points(votes, conf):
@@ -238,13 +252,13 @@ def test_converter_fails_loudly(converted):
     model_state = build_model(cfg).state_dict()
     released = dict(reference.state_dict())
     released["hand_head.extra.weight"] = torch.zeros(1)
-    released["obj_head.out_conv.bias"] = torch.zeros(5)
+    released["transformer.layers.0.mlp.fc1.bias"] = torch.zeros(5)
     del released["transformer.layers.0.norm2.weight"]
     with pytest.raises(ReleasedCheckpointError) as error:
         convert_released_state_dict(released, model_state)
     message = str(error.value)
     assert "hand_head.extra.weight" in message
-    assert "obj_head.out_conv.bias (5,)" in message
+    assert "transformer.layers.0.mlp.fc1.bias (5,)" in message
     assert "roi_heads.contextual_reasoning.blocks.0.norm.weight" in message
     released = dict(reference.state_dict())
     released["mano_branch.coord_change_mat"] = torch.eye(3)
@@ -361,3 +375,40 @@ def test_benchmark_task_times_both_models(capsys):
         assert result[name]["image_size"] == 64 and result[name]["seconds_per_image"] > 0
     ratio = result["released"]["seconds_per_image"] / result["default"]["seconds_per_image"]
     assert result["released_over_default"] == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize(
+    ("width", "crop_box"), [(320, [74.5, 4.5, 279.5, 209.5]), (270, [74.5, 9.5, 269.5, 204.5])]
+)
+def test_mapper_released_test_boxes(width, crop_box):
+    """INPUT.HANDOBJ.TEST_BOXES "released": boxes and crop of the released evaluation, by hand.
+    Hand [100, 50, 200, 150] x1.1 -> [95, 45, 205, 155]. Control points over x 180..260,
+    y 90..171: centre (220, 130) (130.5 truncated), box [180, 89.5, 260, 170.5]. Crop: union of
+    [75, 25, 225, 175] and [160, 69.25, 280, 190.75], clipped to the image (x <= 270 in the
+    second case), centre truncated, side = its longer side (205; 195 when clipped)."""
+    points2d = np.stack([np.linspace(180, 260, 21), np.linspace(171, 90, 21)], 1)
+    record = {
+        "image_id": "evaluation/0000",
+        "height": 240,
+        "width": width,
+        "camera_K": np.array([[300.0, 0, 160], [0, 300, 120], [0, 0, 1]]),
+        "annotations": [
+            {"category_id": 0, "bbox": [100, 50, 200, 150], "bbox_mode": BoxMode.XYXY_ABS},
+            {"category_id": 1, "bbox": [185, 95, 255, 165], "bbox_mode": BoxMode.XYXY_ABS,
+             "object_R": np.eye(3), "object_t": [0.0, 0.0, 0.5],
+             "control_points3d": np.zeros((21, 3)), "control_points2d": points2d},
+        ],
+    }  # fmt: skip
+    cfg = setup_cfg(CONFIG, ["INPUT.HANDOBJ.CROP_SIZE", "128"])
+    assert cfg.INPUT.HANDOBJ.TEST_BOXES == "released"
+    mapper = HandObjectDatasetMapper(cfg, is_train=False)
+    out = mapper.map(record, np.zeros((240, width, 3), np.uint8))
+    to_image = np.linalg.inv(out["image_to_input"].double().numpy())
+
+    def in_image(box):
+        corners = np.asarray(box, np.float64).reshape(2, 2) @ to_image[:2, :2].T + to_image[:2, 2]
+        return corners.reshape(4)
+
+    np.testing.assert_allclose(in_image(out["hand"]["box"]), [95, 45, 205, 155], atol=1e-3)
+    np.testing.assert_allclose(in_image(out["object"]["box"]), [180, 89.5, 260, 170.5], atol=1e-3)
+    np.testing.assert_allclose(in_image([0, 0, 128, 128]), crop_box, atol=1e-3)

@@ -21,6 +21,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from ..constants import HAND_CLASS, NUM_CONTROL_POINTS, NUM_JOINTS, OBJECT_CLASS
 from ..geometry import crop_matrix, project_points, square_box, union_box
 from . import transforms as T
+from .released_protocol import released_test_boxes
 from .segmentation import SEGMENTATION_DECODERS
 from .video import read_image
 
@@ -81,6 +82,7 @@ class HandObjectDatasetMapper:
         color_jitter,
         blur_max_sigma,
         image_format,
+        test_boxes="annotation",
     ):
         """
         Args:
@@ -93,7 +95,14 @@ class HandObjectDatasetMapper:
             color_jitter (4 floats): brightness, contrast, saturation, hue strengths.
             blur_max_sigma (float): Gaussian blur sigma uniform in [0, max], pixels.
             image_format (str): "BGR" or "RGB", the channel order of the output image.
+            test_boxes (str): inference boxes and crop: "annotation" (the annotated boxes, the
+                fused box enlarged ``crop_scale`` times) or "released" (the released code's,
+                ``released_protocol.released_test_boxes``, for annotated hand and object pose).
         """
+        if test_boxes not in ("annotation", "released"):
+            raise ValueError(
+                f"INPUT.HANDOBJ.TEST_BOXES must be 'annotation' or 'released', got {test_boxes!r}"
+            )
         if image_format not in ("BGR", "RGB"):
             raise ValueError(f"INPUT.FORMAT must be 'BGR' or 'RGB', got {image_format!r}")
         if len(color_jitter) != 4:
@@ -107,6 +116,7 @@ class HandObjectDatasetMapper:
         self.color_jitter = tuple(float(x) for x in color_jitter)
         self.blur_max_sigma = float(blur_max_sigma)
         self.image_format = image_format
+        self.test_boxes = test_boxes
         mode = "training" if is_train else "inference"
         logger.info(f"HandObjectDatasetMapper ({mode}): {self.crop_size}px crops")
 
@@ -123,6 +133,7 @@ class HandObjectDatasetMapper:
             "color_jitter": list(h.COLOR_JITTER),
             "blur_max_sigma": h.BLUR_MAX_SIGMA,
             "image_format": cfg.INPUT.FORMAT,
+            "test_boxes": h.TEST_BOXES,
         }
 
     def __call__(self, dataset_dict):
@@ -186,6 +197,15 @@ class HandObjectDatasetMapper:
             if self.is_train:
                 crop_box = T.jitter_crop_box(
                     fused, self.crop_scale, self.scale_jitter, self.center_jitter, rng
+                )
+            elif (
+                self.test_boxes == "released"
+                and hand_label is not None
+                and object_label is not None
+                and object_label["has_pose"]
+            ):
+                hand_label["box"], object_label["box"], crop_box = released_test_boxes(
+                    hand_label["box"], object_label["control_points2d"], width, height
                 )
             else:
                 crop_box = square_box(fused, self.crop_scale)

@@ -7,7 +7,9 @@ The released file is a ``torch.save`` of ``{"epoch", "network", "state_dict"}`` 
 accounted for: mapped to a parameter or buffer of the model built from
 ``configs/HO3D-v2/handobj_R50_FPN_released.yaml``, or dropped for a stated reason (the MANO
 buffers, which come from MODEL.MANO.MODEL_PATH; constant grids and the OpenGL change of frame,
-checked against the values the model uses; BatchNorm step counters of frozen norms).
+checked against the values the model uses; BatchNorm step counters of frozen norms). The object
+head's output channels are reordered from the released control-point order to
+``geometry.box_control_points``'s (``RELEASED_CONTROL_POINT_ORDER``).
 Anything else fails loudly with the list of unmapped or missing keys.
 
 The released network has no detector (RPN and box head): the converted model runs on given
@@ -34,6 +36,18 @@ _PREACT = {"bn1": 0, "conv1": 2, "bn2": 3, "conv2": 5, "bn3": 6, "conv3": 8}
 _ENCODER_RESIDUAL = {"bn": 0, "conv1": 2, "bn1": 3, "conv2": 5, "bn2": 6, "conv3": 8}
 _HOURGLASS_BRANCH = {0: "skip", 1: "down", 2: "up", 3: "inner"}
 _PARAM = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+
+# The released control points (``dataset_util.get_bbox21_3d_from_dict``) are the box corners
+# with x fastest and z slowest, then the edge midpoints in their own order, then the centre;
+# ``geometry.box_control_points`` lists the corners with z fastest and the edges by axis. Our
+# point j is their point RELEASED_CONTROL_POINT_ORDER[j]: the object head's output channels
+# (confidence, x and y blocks of 21) are reordered so that the converted model predicts ours.
+RELEASED_CONTROL_POINT_ORDER = (
+    *(0, 4, 2, 6, 1, 5, 3, 7),  # corners
+    *(11, 15, 10, 14, 8, 12, 9, 13, 17, 16, 19, 18),  # edge midpoints
+    20,  # centre
+)
+_OBJECT_OUTPUT = ("obj_head.out_conv.weight", "obj_head.out_conv.bias")
 
 
 class ReleasedCheckpointError(ValueError):
@@ -170,6 +184,16 @@ def _target_name(rules, key):
     return None
 
 
+def _object_channel_order(channels):
+    """Indices reordering the released object output's (conf, x, y) x 21 channels to ours."""
+    points = len(RELEASED_CONTROL_POINT_ORDER)
+    if channels != 3 * points:
+        raise ReleasedCheckpointError(
+            f"obj_head.out_conv has {channels} channels, expected 3 x {points} control points"
+        )
+    return [block * points + i for block in range(3) for i in RELEASED_CONTROL_POINT_ORDER]
+
+
 def _grid(resolution, dtype):
     """The released hand head's ``uu`` / ``vv``: cell centres normalised to [0, 1]."""
     centres = (torch.arange(resolution, dtype=dtype) + 0.5) / resolution
@@ -224,6 +248,8 @@ def convert_released_state_dict(released, model_state):
         target = model_state[name]
         if key == "hand_head.betas":
             value = value.reshape(-1)
+        if key in _OBJECT_OUTPUT:
+            value = value[_object_channel_order(value.shape[0])]
         if tuple(value.shape) != tuple(target.shape):
             mismatched.append(f"{key} {tuple(value.shape)} -> {name} {tuple(target.shape)}")
             continue
