@@ -19,7 +19,7 @@ from torch import nn
 from handobj_d2.benchmarks import main as benchmark_main
 from handobj_d2.data.dataset_mapper import HandObjectDatasetMapper
 from handobj_d2.engine import HandObjectPredictor, setup_cfg
-from handobj_d2.geometry import box_control_points
+from handobj_d2.geometry import HO3D_TO_MANOPTH, box_control_points
 from handobj_d2.mano import load_mano_model
 from handobj_d2.modeling.released_checkpoint import (
     ReleasedCheckpointError,
@@ -412,3 +412,27 @@ def test_mapper_released_test_boxes(width, crop_box):
     np.testing.assert_allclose(in_image(out["hand"]["box"]), [95, 45, 205, 155], atol=1e-3)
     np.testing.assert_allclose(in_image(out["object"]["box"]), [180, 89.5, 260, 170.5], atol=1e-3)
     np.testing.assert_allclose(in_image([0, 0, 128, 128]), crop_box, atol=1e-3)
+
+
+def test_converter_reorders_heatmaps_from_ho3d_order(converted, tmp_path):
+    """--joints2d-order ho3d: a released heatmap channel k is HO3D's joint k, so the converted
+    model's manopth joint j is the reference's channel HO3D_TO_MANOPTH[j]; the mesh, whose
+    encoder sees the heatmaps with its input channels reordered alike, does not change."""
+    reference, _, cfg = converted
+    src, dst = tmp_path / "released.pth", tmp_path / "converted_ho3d.pth"
+    torch.save({"state_dict": reference.state_dict()}, src)
+    argv = [str(src), str(dst), "--config-file", CONFIG, "--joints2d-order", "ho3d", *NARROW_OPTS]
+    assert convert_released_checkpoint.main(argv) == 0
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = str(dst)
+    ours, ref, _, hand_boxes, _ = _run_both((reference, dst, cfg), torch.float64)
+    size = hand_boxes[:, 2:] - hand_boxes[:, :2]
+    ref_joints2d = ref["joints2d"] * size[:, None] + hand_boxes[:, None, :2]
+    joints2d = torch.cat([o.joints2d for o in ours])
+    torch.testing.assert_close(joints2d, ref_joints2d[:, HO3D_TO_MANOPTH], atol=1e-6, rtol=0)
+    assert (joints2d - ref_joints2d).abs().max() > 1.0  # the order did change
+    vertices = torch.cat([o.vertices for o in ours])
+    torch.testing.assert_close(
+        vertices, ref["vertices"] * OPENGL_TO_OPENCV.double(), atol=1e-8, rtol=0
+    )

@@ -35,11 +35,13 @@ def parse_args(argv=None):
     parser.add_argument("dst", help="the Detectron2 checkpoint to write (.pth)")
     parser.add_argument("--config-file", default="configs/HO3D-v2/handobj_R50_FPN_released.yaml",
                         help="config of the model the weights are for")  # fmt: skip
+    parser.add_argument("--joints2d-order", choices=("manopth", "ho3d"), default="manopth",
+                        help="joint order of the released 2D heatmaps (docs/released_model.md)")  # fmt: skip
     parser.add_argument("opts", nargs="*", help="config overrides KEY VALUE ...")
     return parser.parse_intermixed_args(argv)
 
 
-def convert(src, dst, config_file, opts=()):
+def convert(src, dst, config_file, opts=(), joints2d_order="manopth"):
     """Convert ``src`` to ``dst`` for the model of ``config_file``; returns the report of
     ``convert_released_state_dict``."""
     if not os.path.isfile(src):
@@ -51,7 +53,9 @@ def convert(src, dst, config_file, opts=()):
     except Exception as e:
         raise ReleasedCheckpointError(f"{src}: cannot be read as a PyTorch checkpoint ({e})")
     try:
-        converted, report = convert_released_state_dict(released_state_dict(loaded), model_state)
+        converted, report = convert_released_state_dict(
+            released_state_dict(loaded), model_state, joints2d_order
+        )
     except ReleasedCheckpointError as e:
         raise ReleasedCheckpointError(f"{src}:\n{e}") from None
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
@@ -66,7 +70,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        report = convert(args.src, args.dst, args.config_file, args.opts)
+        report = convert(args.src, args.dst, args.config_file, args.opts, args.joints2d_order)
     except (HandObjectConfigError, ReleasedCheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,7 +9,9 @@ accounted for: mapped to a parameter or buffer of the model built from
 buffers, which come from MODEL.MANO.MODEL_PATH; constant grids and the OpenGL change of frame,
 checked against the values the model uses; BatchNorm step counters of frozen norms). The object
 head's output channels are reordered from the released control-point order to
-``geometry.box_control_points``'s (``RELEASED_CONTROL_POINT_ORDER``).
+``geometry.box_control_points``'s (``RELEASED_CONTROL_POINT_ORDER``); the heatmap channels from
+HO3D's joint order to manopth's when asked (``joints2d_order``: the released code does not say
+which order its 2D labels had).
 Anything else fails loudly with the list of unmapped or missing keys.
 
 The released network has no detector (RPN and box head): the converted model runs on given
@@ -19,6 +21,8 @@ hand and object boxes only.
 import re
 
 import torch
+
+from ..geometry import HO3D_TO_MANOPTH
 
 # Model keys the released file cannot provide.
 DETECTOR_PREFIXES = ("proposal_generator.", "roi_heads.box_head.", "roi_heads.box_predictor.")
@@ -194,6 +198,25 @@ def _object_channel_order(channels):
     return [block * points + i for block in range(3) for i in RELEASED_CONTROL_POINT_ORDER]
 
 
+def _reordered(key, value, joints2d_order):
+    """A released tensor with its control-point channels (object output) and, for
+    ``joints2d_order`` "ho3d", its heatmap channels in this package's orders."""
+    if key in _OBJECT_OUTPUT:
+        return value[_object_channel_order(value.shape[0])]
+    if joints2d_order == "manopth":
+        return value
+    if joints2d_order != "ho3d":
+        raise ValueError(f"joints2d_order must be 'manopth' or 'ho3d', got {joints2d_order!r}")
+    order = torch.as_tensor(HO3D_TO_MANOPTH)
+    if key == "hand_head.betas" or re.fullmatch(r"hand_head\.score\.\d+\.(weight|bias)", key):
+        return value[order]  # heatmap channels out
+    if key == "hand_encoder.heatmap_conv.weight" or re.fullmatch(
+        r"hand_head\.score_\.\d+\.weight", key
+    ):
+        return value[:, order]  # heatmap channels in
+    return value
+
+
 def _grid(resolution, dtype):
     """The released hand head's ``uu`` / ``vv``: cell centres normalised to [0, 1]."""
     centres = (torch.arange(resolution, dtype=dtype) + 0.5) / resolution
@@ -218,8 +241,11 @@ def _check_constant(key, value):
     return None
 
 
-def convert_released_state_dict(released, model_state):
+def convert_released_state_dict(released, model_state, joints2d_order="manopth"):
     """Map a flat released state dict onto the keys of ``model_state`` (a model's state dict).
+
+    ``joints2d_order``: the joint order of the released heatmaps, "manopth" (that of their MANO
+    layer's joints, kept) or "ho3d" (HO3D's annotation order, reordered to manopth's).
 
     Returns ``(converted, report)``: ``converted`` maps model keys to tensors (dtype of the
     model), ``report`` has ``mapped`` (count), ``dropped`` (released key -> reason) and
@@ -246,10 +272,8 @@ def convert_released_state_dict(released, model_state):
             unmapped.append(f"{key} -> {name}" if name else key)
             continue
         target = model_state[name]
-        if key == "hand_head.betas":
-            value = value.reshape(-1)
-        if key in _OBJECT_OUTPUT:
-            value = value[_object_channel_order(value.shape[0])]
+        value = _reordered(key, value.reshape(-1) if key == "hand_head.betas" else value,
+                           joints2d_order)  # fmt: skip
         if tuple(value.shape) != tuple(target.shape):
             mismatched.append(f"{key} {tuple(value.shape)} -> {name} {tuple(target.shape)}")
             continue
