@@ -149,34 +149,68 @@ def _device_name(device):
     return f"{device} ({torch.get_num_threads()} torch threads)"
 
 
-@register_task("inference")
-def inference_benchmark(args):
-    """Model inference (eval mode, no_grad, MODEL.HANDOBJ.INFERENCE_BOXES "given") on batches
-    of ``--batch-size`` random ``--image-size`` images; mean over ``--repeats`` batches after
-    ``--warmup`` untimed ones. Random weights: speed does not depend on them."""
+def _inference_speeds(config_files, opts, args):
+    """Per config file, the speed of its model (random weights, given boxes) on ``args``'
+    random inputs. The models take turns batch by batch, so that a change in the machine's load
+    affects them alike. Returns one result dict per config file."""
     import numpy as np
     import torch
     from detectron2.modeling import build_model
 
     from .engine import setup_cfg
 
-    opts = list(args.opts) + ["MODEL.HANDOBJ.INFERENCE_BOXES", "given"]
-    cfg = setup_cfg(args.config_file, opts)
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    cfgs, models = [], []
+    for config_file in config_files:
+        cfg = setup_cfg(config_file, list(opts) + ["MODEL.HANDOBJ.INFERENCE_BOXES", "given"])
+        torch.manual_seed(0)
+        cfgs.append(cfg)
+        models.append(build_model(cfg).eval())
     inputs = _inference_inputs(args.image_size, args.batch_size, np.random.default_rng(0))
+    times = [[] for _ in models]
     with torch.no_grad():
-        times = _timed(lambda: model(inputs), cfg.MODEL.DEVICE, args.warmup, args.repeats)
+        for i in range(args.warmup + args.repeats):
+            for cfg, model, model_times in zip(cfgs, models, times):
+                seconds = _timed(lambda: model(inputs), cfg.MODEL.DEVICE, 0, 1)[0]
+                if i >= args.warmup:
+                    model_times.append(seconds)
+    return [
+        {
+            "config_file": config_file,
+            "device": _device_name(cfg.MODEL.DEVICE),
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "repeats": len(model_times),
+            "torch_threads": torch.get_num_threads(),
+            "seconds_per_batch": float(np.mean(model_times)),
+            "seconds_per_image": float(np.mean(model_times)) / args.batch_size,
+            "seconds_per_image_min": float(np.min(model_times)) / args.batch_size,
+        }
+        for config_file, cfg, model_times in zip(config_files, cfgs, times)
+    ]
+
+
+@register_task("inference")
+def inference_benchmark(args):
+    """Model inference (eval mode, no_grad, MODEL.HANDOBJ.INFERENCE_BOXES "given") on batches
+    of ``--batch-size`` random ``--image-size`` images; mean over ``--repeats`` batches after
+    ``--warmup`` untimed ones. Random weights: speed does not depend on them."""
+    return _inference_speeds([args.config_file], args.opts, args)[0]
+
+
+RELEASED_CONFIG = "configs/HO3D-v2/handobj_R50_FPN_released.yaml"
+DEFAULT_HO3D_CONFIG = "configs/HO3D-v2/handobj_R50_FPN.yaml"
+
+
+@register_task("released_inference")
+def released_inference_benchmark(args):
+    """The "inference" task for the authors' released network (``RELEASED_CONFIG``) next to
+    the default model (``DEFAULT_HO3D_CONFIG``: Detectron2's R50-FPN, same heads), same inputs,
+    taking turns (``--config-file`` is not used; ``opts`` apply to both)."""
+    released, default = _inference_speeds([RELEASED_CONFIG, DEFAULT_HO3D_CONFIG], args.opts, args)
     return {
-        "config_file": args.config_file,
-        "device": _device_name(cfg.MODEL.DEVICE),
-        "image_size": args.image_size,
-        "batch_size": args.batch_size,
-        "repeats": len(times),
-        "torch_threads": torch.get_num_threads(),
-        "seconds_per_batch": float(np.mean(times)),
-        "seconds_per_image": float(np.mean(times)) / args.batch_size,
-        "seconds_per_image_min": float(np.min(times)) / args.batch_size,
+        "released": released,
+        "default": default,
+        "released_over_default": released["seconds_per_image"] / default["seconds_per_image"],
     }
 
 

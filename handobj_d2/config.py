@@ -27,6 +27,10 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.INFERENCE_BOXES = "given"
     # Train the RPN + box head (hand/object detector) together with the pose heads.
     _C.MODEL.HANDOBJ.DETECTOR_ON = True
+    # False for weights without a trained detector (the authors' released checkpoint, converted
+    # by tools/convert_released_checkpoint.py): the predictor then needs given hand and object
+    # boxes and refuses to run the untrained detector.
+    _C.MODEL.HANDOBJ.HAS_TRAINED_DETECTOR = True
     # Turn every BatchNorm2d of the model (backbone, FPN, heads) into FrozenBatchNorm2d: the
     # statistics and affine parameters of MODEL.WEIGHTS stay fixed. For fine-tuning with batches
     # much smaller than the checkpoint's (e.g. a student on a CPU from a teacher trained on a GPU),
@@ -118,6 +122,10 @@ def add_handobj_config(cfg):
     # brightness, contrast, saturation, hue
     _C.INPUT.HANDOBJ.COLOR_JITTER = [0.5, 0.5, 0.5, 0.15]
     _C.INPUT.HANDOBJ.BLUR_MAX_SIGMA = 0.5  # pixels, Gaussian blur sigma uniform in [0, max]
+    # Inference boxes and crop: "annotation" (the annotated boxes; crop = fused box x CROP_SCALE)
+    # or "released" (the authors' evaluation: hand box x1.1, object box = projected control
+    # points, their crop; handobj_d2/data/released_protocol.py).
+    _C.INPUT.HANDOBJ.TEST_BOXES = "annotation"
 
     # Training records whose image, mask or annotation cannot be read (HandObjectDatasetMapper):
     # "fail" stops training with the file named; "skip" logs and counts them and trains on other

@@ -11,6 +11,12 @@ gives the object's model), the hand meshes in the camera frame (meshes/*.obj or 
 and ``predictions.json``. Videos and the webcam become annotated mp4 files. Without
 ``--intrinsics`` the camera is assumed to have a focal length of the longer image side.
 
+Given boxes replace the detector (needed for the authors' released model, which has none,
+docs/released_model.md): ``--hand-box X1 Y1 X2 Y2 --object-box X1 Y1 X2 Y2`` for every input, or
+``--boxes boxes.json`` per input, ``{"photo.jpg": {"hand_box": [...], "object_box": [...]}}``
+(keys: the input path as given or its file name; a video's value: one pair, or a list with a
+pair or null per frame).
+
 Exit status: 0 when a hand was found in every image and video, 1 for bad input (missing
 file, unreadable image or video, bad config), 2 when some image or video had no hand.
 """
@@ -21,7 +27,7 @@ import os
 import sys
 
 from handobj_d2.engine import HandObjectConfigError, setup_cfg
-from handobj_d2.engine.demo import DemoInputError, run_demo
+from handobj_d2.engine.demo import DemoInputError, GivenBoxes, run_demo
 
 
 def parse_args(argv=None):
@@ -33,6 +39,11 @@ def parse_args(argv=None):
     parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                         help="camera intrinsics in pixels (default: focal = longer side)")  # fmt: skip
     parser.add_argument("--object-name", help="the held object, for its 3D box (e.g. a YCB name)")
+    parser.add_argument("--hand-box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+                        help="hand box (pixels) for every input, with --object-box")  # fmt: skip
+    parser.add_argument("--object-box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
+                        help="object box (pixels) for every input, with --hand-box")  # fmt: skip
+    parser.add_argument("--boxes", help="JSON file of hand and object boxes per input")
     parser.add_argument("--mesh-format", choices=("obj", "ply"), default="obj")
     parser.add_argument("--max-frames", type=int, default=300,
                         help="frames to read from the webcam")  # fmt: skip
@@ -40,13 +51,28 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def given_boxes(args):
+    """GivenBoxes from --hand-box / --object-box or --boxes, or None (the detector's boxes)."""
+    pair = (args.hand_box, args.object_box)
+    if args.boxes and any(b is not None for b in pair):
+        raise DemoInputError("give either --boxes or --hand-box/--object-box, not both")
+    if args.boxes:
+        return GivenBoxes.from_file(args.boxes)
+    if all(b is None for b in pair):
+        return None
+    if any(b is None for b in pair):
+        raise DemoInputError("--hand-box and --object-box go together")
+    return GivenBoxes.from_pair(args.hand_box, args.object_box)
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
+        boxes = given_boxes(args)
         cfg = setup_cfg(args.config_file, args.opts)
         missing = run_demo(cfg, args.input, args.output, args.intrinsics, args.object_name,
-                           args.mesh_format, args.max_frames)  # fmt: skip
+                           args.mesh_format, args.max_frames, boxes)  # fmt: skip
     except (HandObjectConfigError, DemoInputError, FileNotFoundError, KeyError, ValueError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from ..constants import HAND_CLASS, NUM_CONTROL_POINTS, NUM_JOINTS, OBJECT_CLASS
 from ..geometry import crop_matrix, project_points, square_box, union_box
 from ..utils.io import read_image
 from . import transforms as T
+from .released_protocol import released_test_boxes
 from .segmentation import SEGMENTATION_DECODERS
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class HandObjectDatasetMapper:
         pseudo_loss_weight=1.0,
         bad_sample_policy="fail",
         max_bad_samples=0,
+        test_boxes="annotation",
     ):
         """
         Args:
@@ -175,7 +177,14 @@ class HandObjectDatasetMapper:
                 record would leave a hole in the evaluation.
             max_bad_samples (int): "skip" fails anyway at the first bad file beyond this many
                 distinct ones (counted per data-loader process).
+            test_boxes (str): inference boxes and crop: "annotation" (the annotated boxes, the
+                fused box enlarged ``crop_scale`` times) or "released" (the released code's,
+                ``released_protocol.released_test_boxes``, for annotated hand and object pose).
         """
+        if test_boxes not in ("annotation", "released"):
+            raise ValueError(
+                f"INPUT.HANDOBJ.TEST_BOXES must be 'annotation' or 'released', got {test_boxes!r}"
+            )
         if bad_sample_policy not in ("fail", "skip"):
             raise ValueError(
                 "DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY must be 'fail' or 'skip', got "
@@ -198,6 +207,7 @@ class HandObjectDatasetMapper:
         self.skip_bad_samples = is_train and bad_sample_policy == "skip"
         self.max_bad_samples = int(max_bad_samples)
         self.skipped = {}  # file name -> reason, the bad records skipped so far
+        self.test_boxes = test_boxes
         mode = "training" if is_train else "inference"
         logger.info(f"HandObjectDatasetMapper ({mode}): {self.crop_size}px crops")
 
@@ -217,6 +227,7 @@ class HandObjectDatasetMapper:
             "pseudo_loss_weight": cfg.SEMI.PSEUDO_LOSS_WEIGHT,
             "bad_sample_policy": cfg.DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY,
             "max_bad_samples": cfg.DATALOADER.HANDOBJ.MAX_BAD_SAMPLES,
+            "test_boxes": h.TEST_BOXES,
         }
 
     def __call__(self, dataset_dict):
@@ -307,6 +318,15 @@ class HandObjectDatasetMapper:
             if self.is_train:
                 crop_box = T.jitter_crop_box(
                     fused, self.crop_scale, self.scale_jitter, self.center_jitter, rng
+                )
+            elif (
+                self.test_boxes == "released"
+                and hand_label is not None
+                and object_label is not None
+                and object_label["has_pose"]
+            ):
+                hand_label["box"], object_label["box"], crop_box = released_test_boxes(
+                    hand_label["box"], object_label["control_points2d"], width, height
                 )
             else:
                 crop_box = square_box(fused, self.crop_scale)

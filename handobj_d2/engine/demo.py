@@ -54,14 +54,21 @@ def expand_inputs(paths):
 
 
 def run_demo(cfg, inputs, output, intrinsics=None, object_name=None, mesh_format="obj",
-             max_frames=300):  # fmt: skip
+             max_frames=300, given_boxes=None):  # fmt: skip
     """tools/demo.py's job: the model of ``cfg`` on every input (images, folders, videos or
     "webcam", ``expand_inputs``; the webcam for ``max_frames`` frames) into the folder
-    ``output``, then <output>/predictions.json. Bad input raises DemoInputError, OSError or
-    ValueError naming it, before the model is built where it can. Returns the inputs in which
-    no hand was found."""
+    ``output``, then <output>/predictions.json. ``given_boxes`` (:class:`GivenBoxes`) replaces
+    the detector, which a model without one (MODEL.HANDOBJ.HAS_TRAINED_DETECTOR False) needs.
+    Bad input raises DemoInputError, OSError or ValueError naming it, before the model is built
+    where it can. Returns the inputs in which no hand was found."""
+    if given_boxes is None and not cfg.MODEL.HANDOBJ.HAS_TRAINED_DETECTOR:
+        raise DemoInputError(
+            "this model has no trained detector (MODEL.HANDOBJ.HAS_TRAINED_DETECTOR False): "
+            "give --hand-box and --object-box, or --boxes"
+        )
     items = expand_inputs(inputs)
-    demo = Demo(HandObjectPredictor(cfg), output, intrinsics, object_name, mesh_format)
+    demo = Demo(HandObjectPredictor(cfg), output, intrinsics, object_name, mesh_format,
+                given_boxes)  # fmt: skip
     missing = []
     for kind, path in items:
         if kind == "image":
@@ -76,11 +83,83 @@ def run_demo(cfg, inputs, output, intrinsics=None, object_name=None, mesh_format
     return missing
 
 
-class Demo:
-    """Predict, draw and save; ``entries`` collects the JSON of every image/frame."""
+def _pair(value, where):
+    """{"hand_box": [x1, y1, x2, y2], "object_box": [...]} -> two float arrays (pixels)."""
+    if not isinstance(value, dict) or set(value) != {"hand_box", "object_box"}:
+        raise DemoInputError(f"{where}: expected {{'hand_box': [x1, y1, x2, y2], 'object_box': "
+                             f"[x1, y1, x2, y2]}}, got {value!r}")  # fmt: skip
+    boxes = []
+    for key in ("hand_box", "object_box"):
+        box = np.asarray(value[key], dtype=np.float64)
+        if box.shape != (4,) or not np.isfinite(box).all() or (box[2:] <= box[:2]).any():
+            raise DemoInputError(f"{where}: {key} must be [x1, y1, x2, y2] with x1 < x2, y1 < y2, "
+                                 f"got {value[key]!r}")  # fmt: skip
+        boxes.append(box)
+    return tuple(boxes)
 
-    def __init__(self, predictor, output, intrinsics=None, object_name=None, mesh_format="obj"):
+
+class GivenBoxes:
+    """Hand and object boxes (pixels of the input image) given by the user instead of the
+    detector: one pair for every input, or per input from a JSON file.
+
+    The file maps an input (its path as given on the command line, or its file name) to a pair
+    ``{"hand_box": [x1, y1, x2, y2], "object_box": [x1, y1, x2, y2]}``; a video's entry is one
+    pair for all its frames or a list with a pair (or null: detect) per frame.
+    """
+
+    def __init__(self, pair=None, per_input=None, source="--hand-box/--object-box"):
+        self.pair = pair
+        self.per_input = per_input
+        self.source = source
+
+    @classmethod
+    def from_pair(cls, hand_box, object_box):
+        """The same pair for every input."""
+        pair = {"hand_box": hand_box, "object_box": object_box}
+        return cls(pair=_pair(pair, "--hand-box/--object-box"))
+
+    @classmethod
+    def from_file(cls, path):
+        try:
+            with open(path) as f:
+                entries = json.load(f)
+        except (OSError, ValueError) as e:
+            raise DemoInputError(f"{path}: cannot read the boxes file ({e})") from None
+        if not isinstance(entries, dict):
+            raise DemoInputError(f"{path}: expected an object mapping inputs to box pairs")
+        per_input = {}
+        for name, value in entries.items():
+            if isinstance(value, list):
+                per_input[name] = [
+                    None if v is None else _pair(v, f"{path}: {name!r} frame {i}")
+                    for i, v in enumerate(value)
+                ]
+            else:
+                per_input[name] = _pair(value, f"{path}: {name!r}")
+        return cls(per_input=per_input, source=path)
+
+    def lookup(self, source, frame=None):
+        """(hand_box, object_box) for an input path (and video frame index), or None."""
+        if self.per_input is None:
+            return self.pair
+        entry = self.per_input.get(str(source), self.per_input.get(os.path.basename(str(source))))
+        if entry is None:
+            raise DemoInputError(f"{self.source}: no boxes for {source}")
+        if isinstance(entry, list):
+            if frame is None or frame >= len(entry):
+                raise DemoInputError(f"{self.source}: no boxes for frame {frame} of {source}")
+            return entry[frame]
+        return entry
+
+
+class Demo:
+    """Predict, draw and save; ``entries`` collects the JSON of every image/frame.
+    ``given_boxes`` (:class:`GivenBoxes`) replaces the detector's hand and object boxes."""
+
+    def __init__(self, predictor, output, intrinsics=None, object_name=None, mesh_format="obj",
+                 given_boxes=None):  # fmt: skip
         self.predictor = predictor
+        self.given_boxes = given_boxes
         self.output = output
         self.intrinsics = intrinsics
         self.object_name = object_name
@@ -106,6 +185,8 @@ class Demo:
         points = self.control_points3d
         if object_name is not None:
             points = self.predictor.control_points(object_name)
+        if boxes is None and self.given_boxes is not None:
+            boxes = self.given_boxes.lookup(source, frame)
         hand_box, object_box = boxes if boxes is not None else (None, None)
         output = self.predictor(image, camera_K=K, hand_box=hand_box, object_box=object_box,
                                 control_points3d=points)  # fmt: skip

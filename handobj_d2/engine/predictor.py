@@ -52,6 +52,7 @@ class HandObjectPredictor:
         self.crop_size = cfg.INPUT.HANDOBJ.CROP_SIZE
         self.crop_scale = cfg.INPUT.HANDOBJ.CROP_SCALE
         self._object_models = object_models
+        self.has_trained_detector = cfg.MODEL.HANDOBJ.HAS_TRAINED_DETECTOR
 
     @property
     def hand_faces(self):
@@ -84,7 +85,8 @@ class HandObjectPredictor:
             image: (H, W, 3) uint8 BGR (OpenCV's order).
             camera_K: (3, 3) px intrinsics; ``geometry.default_intrinsics`` if None.
             hand_box, object_box: [x1, y1, x2, y2] px; both given skip the detection pass,
-                otherwise the detected pair's boxes are used.
+                otherwise the detected pair's boxes are used (required when
+                MODEL.HANDOBJ.HAS_TRAINED_DETECTOR is False).
             object_name / control_points3d (21, 3) m: the object, for its 6-DoF pose (PnP).
 
         Returns:
@@ -110,6 +112,11 @@ class HandObjectPredictor:
         ``__call__`` (only ``image`` required). Returns one output dict per request."""
         requests = [self._complete(r) for r in requests]
         to_detect = [r for r in requests if r["hand_box"] is None or r["object_box"] is None]
+        if to_detect and not self.has_trained_detector:
+            raise ValueError(
+                "this model has no trained detector (MODEL.HANDOBJ.HAS_TRAINED_DETECTOR False, "
+                "e.g. the authors' released weights): give hand_box and object_box"
+            )
         for request, output in zip(to_detect, self._run(to_detect, None)):
             request["output"] = output  # the answer when no hand-object pair is found
             pairs = output["hand_object"]
