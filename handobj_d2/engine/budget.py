@@ -15,7 +15,7 @@ from detectron2.engine import SimpleTrainer
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from ..semi.pseudo_labels import write_atomically
+from ..utils.io import write_atomically
 from .trainer import HandObjectTrainer, initial_weights
 
 logger = logging.getLogger(__name__)

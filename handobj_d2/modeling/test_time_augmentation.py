@@ -1,6 +1,12 @@
-"""HandObjectTTA: a HandObjectRCNN's hand predictions averaged over transformed views of a frame
-(data distillation, Radosavovic et al. 2018), as Detectron2's GeneralizedRCNNWithTTA averages
-detections over augmented inputs.
+"""Test-time augmentation for HandObjectRCNN.
+
+``HandObjectRCNNWithTTA``: Detectron2's GeneralizedRCNNWithTTA (the detector's boxes over
+resized and flipped copies of the input, merged by NMS), then the pose heads once, on the input
+itself, on the hand-object pair taken from the merged detections.
+
+``HandObjectTTA``: the hand predictions averaged over transformed views of a frame (data
+distillation, Radosavovic et al. 2018), as GeneralizedRCNNWithTTA averages detections over
+augmented inputs.
 
 Each view is a model input whose ``image_to_input`` maps the frame's pixels to the view's (any
 affine: crop, scale, in-plane rotation), with the pair's ``hand_box`` and ``object_box`` in the
@@ -11,9 +17,46 @@ the frame's camera.
 """
 
 import torch
+from detectron2.modeling import GeneralizedRCNNWithTTA
 from torch import nn
 
 from .roi_heads import hand_object_detections
+
+
+class HandObjectRCNNWithTTA(GeneralizedRCNNWithTTA):
+    """GeneralizedRCNNWithTTA(cfg, model, tta_mapper=None, batch_size=3) for a HandObjectRCNN.
+
+    The augmented copies (``DatasetMapperTTA``: TEST.AUG.MIN_SIZES, MAX_SIZE, FLIP) serve the
+    detector only: their hands and objects are mapped back to the input's pixels and merged
+    (NMS per class). The pose heads then run on the input as given (no flip: a mirrored right
+    hand is a left one, which the MANO head does not model). Returns per input the model's
+    ``{"instances", "hand_object"}``, in the original image's pixels. The model must detect
+    (MODEL.HANDOBJ.INFERENCE_BOXES "detected"): given boxes would not follow the copies."""
+
+    def __init__(self, cfg, model, tta_mapper=None, batch_size=3):
+        super().__init__(cfg, model, tta_mapper, batch_size)
+        if self.model.inference_boxes != "detected":
+            raise ValueError(
+                "HandObjectRCNNWithTTA augments the detector: it needs "
+                "MODEL.HANDOBJ.INFERENCE_BOXES 'detected', got "
+                f"{self.model.inference_boxes!r}"
+            )
+
+    def _batch_inference(self, batched_inputs, detected_instances=None):
+        """The detections (model-input pixels) of each input, as GeneralizedRCNN's."""
+        outputs = super()._batch_inference(batched_inputs, detected_instances)
+        return [output["instances"] for output in outputs]
+
+    def _inference_one_image(self, input):
+        # The copies' transforms start from the model input (a crop of the original image, say),
+        # not from "height" x "width": the merged boxes are in model-input pixels.
+        size = tuple(input["image"].shape[1:])
+        view = {**input, "height": size[0], "width": size[1]}
+        augmented_inputs, tfms = self._get_augmented_inputs(view)
+        boxes, scores, classes = self._get_augmented_boxes(augmented_inputs, tfms)
+        merged = self._merge_detections(boxes, scores, classes, size)
+        return self.model.inference([input], [merged])[0]
+
 
 # The averaged fields: 2D in the frame's pixels, 3D root-relative in its camera frame.
 AVERAGED_FIELDS = ("pred_joints2d", "pred_joints3d", "pred_mano_shape")
