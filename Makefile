@@ -4,7 +4,7 @@
 PYTHON ?= .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test demo clean
+.PHONY: install test demo demo-checkpoint clean
 
 install:
 	@if [ "$(PYTHON)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -17,6 +17,12 @@ test: install
 
 demo: install
 	$(PYTHON) tools/run_demo.py --output output/demo
+
+# Rebuild checkpoints/handobj_tiny_fast_synthetic.pth, the weights make demo's teacher starts
+# from (CPU, about an hour; tools/make_demo_checkpoint.py).
+demo-checkpoint: install
+	$(PYTHON) tools/make_demo_checkpoint.py --output output/demo_checkpoint \
+		--checkpoint checkpoints/handobj_tiny_fast_synthetic.pth
 
 clean:
 	rm -rf output
