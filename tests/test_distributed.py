@@ -112,7 +112,14 @@ def run(tiny_synthetic_root, tmp_path_factory):
                 "object": [25, 10, 55, 44, 0.8],
             }
     (root / "boxes.json").write_text(json.dumps(boxes))
-    _tool("generate_pseudo_labels").cli(_generation_args(root, root / "pseudo_1", 1))
+    # One torch thread, as each of the two processes on a 2-core machine gets: another thread
+    # count sums in another order (last-digit differences in the pseudo-labels).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _tool("generate_pseudo_labels").cli(_generation_args(root, root / "pseudo_1", 1))
+    finally:
+        torch.set_num_threads(threads)
 
     # Students: a labeled and a pseudo-labeled image per process.
     pseudo = ["SEMI.PSEUDO_LABEL_FILES", f"('{root / 'pseudo_1' / 'pseudo_labels.json'}',)",
