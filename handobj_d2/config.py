@@ -27,6 +27,9 @@ def add_handobj_config(cfg):
     _C.MODEL.HANDOBJ.INFERENCE_BOXES = "given"
     # Train the RPN + box head (hand/object detector) together with the pose heads.
     _C.MODEL.HANDOBJ.DETECTOR_ON = True
+    # Run the pose branch (hand mesh, object control points and pose), as MODEL.MASK_ON runs the
+    # mask head; False: the detector alone (HandObjectRCNNWithTTA's augmented copies).
+    _C.MODEL.HANDOBJ.POSE_ON = True
     # False for weights without a trained detector (the authors' released checkpoint, converted
     # by tools/convert_released_checkpoint.py): the predictor then needs given hand and object
     # boxes and refuses to run the untrained detector.

@@ -103,7 +103,9 @@ def test_given_box_inference_on_two_images_of_different_sizes(hand_layer):
         outputs = model([a, b])
     assert len(outputs) == 2
     shapes = {
-        "hand_scores": (1,),
+        "scores": (1,),
+        "pred_classes": (1,),
+        "pred_has_object": (1,),
         "object_scores": (1,),
         "pred_joints2d": (1, 21, 2),
         "pred_joints2d_conf": (1, 21),
@@ -113,23 +115,27 @@ def test_given_box_inference_on_two_images_of_different_sizes(hand_layer):
         "pred_vertices": (1, 778, 3),
         "pred_control_points2d": (1, 21, 2),
         "pred_control_points_conf": (1, 21),
+        "pred_control_point_votes": (1, 21, 1, 2),  # the tiny config: HeatmapObjectHead
+        "pred_control_point_votes_valid": (1, 21, 1),
         "pred_object_R": (1, 3, 3),
         "pred_object_t": (1, 3),
         "pred_object_pose_valid": (1,),
     }
     for out, x, scale, offset in ((outputs[0], a, 1.0, [0, 0]), (outputs[1], b, 2.0, [20, 15])):
-        ho = out["hand_object"]
+        ho = out["instances"]
         assert ho.image_size == (x["height"], x["width"])
-        assert set(ho.get_fields()) == set(shapes) | {"pred_hand_boxes", "pred_object_boxes"}
+        assert set(ho.get_fields()) == set(shapes) | {"pred_boxes", "pred_object_boxes"}
         for name, shape in shapes.items():
             assert tuple(ho.get(name).shape) == shape, name
-            assert torch.isfinite(ho.get(name).float()).all(), name
+            if name != "pred_control_point_votes":  # invalid votes may lie anywhere
+                assert torch.isfinite(ho.get(name).float()).all(), name
+        assert ho.pred_classes.tolist() == [0] and ho.pred_has_object.tolist() == [True]
         assert ho.pred_object_pose_valid.dtype == torch.bool
         # 2D back in original pixels: the inverse of image_to_input, by hand.
         offset4 = np.tile(offset, 2)
         hand_box = (np.asarray(x["hand_box"]) + offset4) * scale
         object_box = (np.asarray(x["object_box"]) + offset4) * scale
-        np.testing.assert_allclose(ho.pred_hand_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(ho.pred_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
         np.testing.assert_allclose(ho.pred_object_boxes.tensor[0], object_box, rtol=1e-5, atol=1e-3)
         joints = ho.pred_joints2d[0].numpy()
         assert (joints >= hand_box[:2] - 1e-3).all() and (joints <= hand_box[2:] + 1e-3).all()
@@ -140,7 +146,7 @@ def test_given_box_inference_on_two_images_of_different_sizes(hand_layer):
         torch.testing.assert_close(joints3d, ho.pred_joints3d, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(vertices, ho.pred_vertices, atol=1e-5, rtol=1e-4)
         assert ho.pred_joints3d[0, 0].abs().max() < 1e-6
-        det = out["instances"]
+        det = out["detections"]
         assert det.pred_classes.tolist() == [0, 1] and det.scores.tolist() == [1.0, 1.0]
         np.testing.assert_allclose(det.pred_boxes.tensor[0], hand_box, rtol=1e-5, atol=1e-3)
 
@@ -155,13 +161,13 @@ def test_detected_box_inference_pairs_the_best_hand_with_its_object():
     image = torch.randint(0, 256, (3, 96, 128), dtype=torch.uint8)
     with torch.no_grad():
         (out,) = model([{"image": image, "height": 96, "width": 128}])
-    det, ho = out["instances"], out["hand_object"]
+    det, ho = out["detections"], out["instances"]
     hands, objects = det[det.pred_classes == 0], det[det.pred_classes == 1]
     assert len(hands) and len(objects)  # random weights, no score threshold
     assert len(ho) == 1
     best_hand = int(hands.scores.argmax())
-    torch.testing.assert_close(ho.pred_hand_boxes.tensor[0], hands.pred_boxes.tensor[best_hand])
-    torch.testing.assert_close(ho.hand_scores[0], hands.scores[best_hand])
+    torch.testing.assert_close(ho.pred_boxes.tensor[0], hands.pred_boxes.tensor[best_hand])
+    torch.testing.assert_close(ho.scores[0], hands.scores[best_hand])
     # The object with the largest IoU with that hand, computed here by hand.
     h = hands.pred_boxes.tensor[best_hand].numpy()
     ious = []
@@ -177,7 +183,7 @@ def test_detected_box_inference_pairs_the_best_hand_with_its_object():
     assert not ho.pred_object_pose_valid.any()  # no intrinsics given: no PnP
 
 
-def test_no_hand_object_pair_gives_empty_rows():
+def test_no_hand_gives_empty_rows():
     model = tiny_model().eval()
     image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
     objects_only = _detections([[10, 10, 40, 40], [20, 20, 60, 50]], [0.9, 0.8], [1, 1])
@@ -185,8 +191,8 @@ def test_no_hand_object_pair_gives_empty_rows():
         (out,) = model.inference(
             [{"image": image, "camera_K": np.eye(3)}], detected_instances=[objects_only]
         )
-    ho = out["hand_object"]
-    assert len(ho) == 0 and len(out["instances"]) > 0
+    ho = out["instances"]
+    assert len(ho) == 0 and len(out["detections"]) > 0
     assert ho.pred_vertices.shape == (0, 778, 3) and ho.pred_object_pose_valid.shape == (0,)
 
 
@@ -203,14 +209,79 @@ def test_inference_on_given_detections_poses_their_pair(hand_layer):
     with torch.no_grad():
         (out,) = model.inference([sample], detected_instances=[detections])
         (plain,) = model.inference([sample], detected_instances=[detections[:2]])
-    ho = out["hand_object"]
-    assert ho.pred_hand_boxes.tensor.tolist() == [hand]
+    ho = out["instances"]
+    assert ho.pred_boxes.tensor.tolist() == [hand]
     assert ho.pred_object_boxes.tensor.tolist() == [obj]
-    torch.testing.assert_close(ho.hand_scores, torch.tensor([0.8]))
-    assert len(out["instances"]) == 4
+    torch.testing.assert_close(ho.scores, torch.tensor([0.8]))
+    assert len(out["detections"]) == 4
     # The pose depends on the pair's boxes only, not on the other detections.
-    torch.testing.assert_close(ho.pred_joints3d, plain["hand_object"].pred_joints3d)
+    torch.testing.assert_close(ho.pred_joints3d, plain["instances"].pred_joints3d)
     assert ho.pred_object_R.shape == (1, 3, 3)
+
+
+def test_a_hand_without_object_gets_the_hand_decoder_alone(hand_layer):
+    """Given a hand box and no object box: one row, the hand's outputs as with an object (the
+    hand decoder never reads the contextual reasoning's output), no object fields."""
+    model = tiny_model().eval()
+    sample = make_sample(hand_layer, np.random.default_rng(3), 96, 96, "alone")
+    pair = sample.pop("hand_object")
+    hand_box, object_box = pair.gt_hand_boxes.tensor[0], pair.gt_object_boxes.tensor[0]
+    sample["control_points3d"] = pair.gt_control_points3d[0]
+    with torch.no_grad():
+        (alone,) = model.inference([{**sample, "hand_box": hand_box}])
+        (both,) = model.inference([{**sample, "hand_box": hand_box, "object_box": object_box}])
+    rows = alone["instances"]
+    assert len(rows) == 1 and rows.pred_has_object.tolist() == [False]
+    assert alone["detections"].pred_classes.tolist() == [0]
+    for name in ("pred_joints2d", "pred_joints3d", "pred_vertices", "pred_mano_pose"):
+        torch.testing.assert_close(rows.get(name), both["instances"].get(name))
+    for name in ("pred_object_boxes", "pred_control_points2d", "pred_object_R", "pred_object_t"):
+        value = rows.get(name)
+        assert torch.isnan(value.tensor if isinstance(value, Boxes) else value).all(), name
+    assert rows.object_scores.tolist() == [0.0] and rows.pred_control_points_conf.eq(0).all()
+    assert rows.pred_object_pose_valid.tolist() == [False]
+    assert not rows.pred_control_point_votes_valid.any()
+    assert both["instances"].pred_has_object.tolist() == [True]
+
+
+def test_a_batch_of_hands_without_objects_trains(hand_layer):
+    """Hand-only samples (``gt_has_object`` False): finite hand losses, zero object losses
+    that keep the graph, a finite gradient into the hand decoder."""
+    model = tiny_model().train()
+    rng = np.random.default_rng(4)
+    batch = []
+    for i in range(2):
+        sample = make_sample(hand_layer, rng, 96, 96, str(i))
+        full = sample["hand_object"]
+        sample["hand_object"] = hand_object_instances(
+            (96, 96),
+            {
+                "box": full.gt_hand_boxes.tensor[0].numpy(),
+                "joints2d": full.gt_joints2d[0].numpy(),
+                "joints3d": full.gt_joints3d[0].numpy(),
+                "has_joints3d": True,
+            },
+        )
+        sample["instances"] = sample["instances"][:1]
+        batch.append(sample)
+    losses = _train_losses(model, batch)
+    assert losses["loss_object_heatmap"] == 0 and losses["loss_object_points"] == 0
+    assert losses["loss_joints2d"] > 0 and losses["loss_joints3d"] > 0
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.roi_heads.hand_head.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_pose_on_false_is_the_detector_alone(hand_layer):
+    model = tiny_model("MODEL.HANDOBJ.POSE_ON", "False", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0)
+    sample = make_sample(hand_layer, np.random.default_rng(5), 96, 96, "det")
+    losses = _train_losses(model.train(), [sample])
+    assert "loss_cls" in losses and not set(POSE_LOSSES) & set(losses)
+    with torch.no_grad():
+        (out,) = model.eval().inference([sample])
+    assert set(out) == {"instances"} and len(out["instances"])
+    assert set(out["instances"].get_fields()) == {"pred_boxes", "scores", "pred_classes"}
 
 
 def _detections(boxes, scores, classes):
@@ -236,12 +307,18 @@ def test_pair_selection_rules():
     )
     pair = select_hand_object_pair(detections, 0.05)
     assert len(pair) == 1
-    assert pair.pred_hand_boxes.tensor[0].tolist() == [50, 50, 70, 70]
+    assert pair.pred_boxes.tensor[0].tolist() == [50, 50, 70, 70]
+    assert pair.scores.tolist() == pytest.approx([0.95]) and pair.pred_has_object.tolist() == [True]
     assert pair.pred_object_boxes.tensor[0].tolist() == [40, 50, 60, 70]
     assert math.isclose(float(pair.object_scores[0]), 0.6, rel_tol=1e-6)
-    # Objects below the score threshold do not count; with none left there is no pair.
+    # Objects below the score threshold do not count; with none left the hand is alone; with
+    # no hand there is no row.
     pair = select_hand_object_pair(detections, 0.7)
     assert pair.pred_object_boxes.tensor[0].tolist() == [0, 0, 20, 21]
+    alone = select_hand_object_pair(detections[:2], 0.0)
+    assert alone.pred_boxes.tensor.tolist() == [[50, 50, 70, 70]]
+    assert alone.pred_has_object.tolist() == [False] and alone.object_scores.tolist() == [0.0]
+    assert torch.isnan(alone.pred_object_boxes.tensor).all()
     assert len(select_hand_object_pair(detections, 0.999)) == 0
 
 

@@ -367,6 +367,8 @@ class HandObjectDatasetMapper:
                 detector_boxes.append(clipped)
         for key, box in given.items():
             result[key] = _f32(T.apply_affine(box.reshape(2, 2), crop).reshape(4))
+        if not self.is_train:
+            result.update(self._protocol_inputs(hand_label, object_label, obj))
         instances = Instances((size, size))
         instances.gt_boxes = Boxes(_f32(np.array(detector_boxes).reshape(-1, 4)))
         instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
@@ -381,6 +383,19 @@ class HandObjectDatasetMapper:
             (size, size), hand_label, object_label, object_mask, weight, name
         )
         return result
+
+    @staticmethod
+    def _protocol_inputs(hand_label, object_label, annotation):
+        """Test mode: what inference reads of the annotations, as plain keys: the evaluation
+        protocol's ``hand_box`` / ``object_box`` (4,) in model-input pixels and the known
+        object's ``control_points3d`` (21, 3) m, object frame."""
+        out = {}
+        for key, label in (("hand_box", hand_label), ("object_box", object_label)):
+            if label is not None:
+                out[key] = _f32(label["box"])
+        if annotation is not None and annotation.get("control_points3d") is not None:
+            out["control_points3d"] = _f32(object_label["control_points3d"])
+        return out
 
     def _hand_label(self, annotation, rotate, roll, name):
         """Hand targets after the roll (pixels of the rotated original image), or None."""

@@ -15,7 +15,7 @@ from .object_head import (
     object_targets,
     single_candidates,
 )
-from .pnp import control_point_estimates, solve_pnp, vote_control_points
+from .pnp import control_point_estimates, object_poses, solve_pnp, vote_control_points
 from .released_backbone import build_released_resnet_fpn_backbone
 from .roi_heads import HandObjectROIHeads, hand_object_detections, select_hand_object_pair
 from .test_time_augmentation import HandObjectRCNNWithTTA, HandObjectTTA

@@ -3,14 +3,17 @@ heads also estimate the hand's MANO mesh and the object's pose for a hand-object
 
 Input: the ``HandObjectDatasetMapper`` dicts of docs/design.md ("Mapper output"). Training
 uses ``instances`` for the detector and the ground-truth pairs ``hand_object`` for the pose
-heads. Inference runs the pose heads on the pair selected from detections: those passed as
-``detected_instances`` (as GeneralizedRCNN), else, by MODEL.HANDOBJ.INFERENCE_BOXES, the
-detector's ("detected") or the boxes given with the input ("given": ``hand_box`` and
-``object_box``, or the ``hand_object`` ground truth; model-input pixels, score 1).
+heads. Inference reads no ground truth: the pose heads run on the pair selected from
+detections: those passed as ``detected_instances`` (as GeneralizedRCNN), else, by
+MODEL.HANDOBJ.INFERENCE_BOXES, the detector's ("detected") or the boxes given with the input
+("given": ``hand_box`` and optionally ``object_box``, model-input pixels, score 1).
 
-Output per image (docs/design.md "Model output"; 2D in original-image pixels): ``instances``,
-the detections (Instances with pred_boxes, scores, pred_classes), and ``hand_object``, one row
-per pair with the ``pred_*`` fields listed there.
+Output per image (docs/design.md "Model output"), as GeneralizedRCNN's: ``{"instances":
+Instances}``, one row per hand-object pair (the hand is the row's detection) with the pose
+branch's ``pred_*`` fields, plus ``detections``, the hand and object detections the pair was
+taken from; with MODEL.HANDOBJ.POSE_ON False ``instances`` are the detections. Post-processing
+maps 2D fields from model-input pixels to the original image and solves the object pose (PnP)
+from the input's ``camera_K`` and ``control_points3d``.
 """
 
 import torch
@@ -19,11 +22,11 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, Instances
 
-from ..constants import NUM_CONTROL_POINTS
+from .pnp import object_poses
 from .roi_heads import hand_object_detections
 
 # Fields of the pose output in pixels, moved back to the original image by postprocessing.
-_POINT_FIELDS = ("pred_joints2d", "pred_control_points2d")
+_POINT_FIELDS = ("pred_joints2d", "pred_control_points2d", "pred_control_point_votes")
 
 
 def _transform_points(points, matrix):
@@ -45,38 +48,20 @@ def _float_tensor(value, shape):
 
 
 def _given_detections(record, image_size):
-    """Detections (hand, object; scores 1) from the boxes given with the input."""
-    pair = record.get("hand_object")
-    boxes = []
-    for part in ("hand", "object"):
-        box = record.get(f"{part}_box")
-        if box is None and pair is not None and len(pair) and bool(pair.get(f"gt_has_{part}")[0]):
-            box = pair.get(f"gt_{part}_boxes").tensor[0]
-        if box is None:
-            name = record.get("image_id", record.get("file_name", "?"))
-            raise ValueError(
-                f"input {name!r}: MODEL.HANDOBJ.INFERENCE_BOXES is 'given' but the input has no "
-                f"'{part}_box' (nor a ground-truth {part} in 'hand_object'); give both boxes or "
-                "set MODEL.HANDOBJ.INFERENCE_BOXES to 'detected'"
-            )
-        boxes.append(_float_tensor(box, (4,)).tolist())
+    """Detections (a hand, and an object when ``object_box`` is given; scores 1) from the
+    boxes given with the input."""
+    if record.get("hand_box") is None:
+        name = record.get("image_id", record.get("file_name", "?"))
+        raise ValueError(
+            f"input {name!r}: MODEL.HANDOBJ.INFERENCE_BOXES is 'given' but the input has no "
+            "'hand_box'; give it (and 'object_box' for the object) or set "
+            "MODEL.HANDOBJ.INFERENCE_BOXES to 'detected'"
+        )
+    boxes = [
+        None if record.get(key) is None else _float_tensor(record[key], (4,)).tolist()
+        for key in ("hand_box", "object_box")
+    ]
     return hand_object_detections(image_size, *boxes)
-
-
-def _pnp_inputs(record, device):
-    """(camera_K (3, 3), control_points3d (P, 3)) of an input, or None when it lacks either:
-    ``camera_K`` and ``control_points3d`` (or the ground-truth object's
-    ``gt_control_points3d``)."""
-    points = record.get("control_points3d")
-    pair = record.get("hand_object")
-    if points is None and pair is not None and len(pair) and bool(pair.gt_has_object[0]):
-        points = pair.gt_control_points3d[0]
-    if points is None or record.get("camera_K") is None:
-        return None
-    return (
-        _float_tensor(record["camera_K"], (3, 3)).to(device),
-        _float_tensor(points, (NUM_CONTROL_POINTS, 3)).to(device),
-    )
 
 
 @META_ARCH_REGISTRY.register()
@@ -84,12 +69,14 @@ class HandObjectRCNN(GeneralizedRCNN):
     """GeneralizedRCNN + the hand-object pose branch of :class:`HandObjectROIHeads`."""
 
     @configurable
-    def __init__(self, *, detector_on, inference_boxes, frozen_bn=False, **kwargs):
+    def __init__(self, *, detector_on, inference_boxes, pnp, frozen_bn=False, **kwargs):
         """
         Args:
             detector_on (bool): train the RPN + box head with the pose heads.
             inference_boxes (str): "given" or "detected", where :meth:`inference` takes the
                 boxes when no ``detected_instances`` are passed.
+            pnp (dict): ``min_points``, ``reprojection_error`` (model-input pixels),
+                ``iterations`` of the post-processing PnP-RANSAC (``pnp.object_poses``).
             frozen_bn (bool): turn every BatchNorm2d into FrozenBatchNorm2d (fixed statistics).
             kwargs: GeneralizedRCNN arguments.
         """
@@ -103,13 +90,20 @@ class HandObjectRCNN(GeneralizedRCNN):
             )
         self.detector_on = detector_on
         self.inference_boxes = inference_boxes
+        self.pnp = dict(pnp)
 
     @classmethod
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
+        obj = cfg.MODEL.HANDOBJ.OBJECT
         ret.update(
             detector_on=cfg.MODEL.HANDOBJ.DETECTOR_ON,
             inference_boxes=cfg.MODEL.HANDOBJ.INFERENCE_BOXES,
+            pnp={
+                "min_points": obj.MIN_PNP_POINTS,
+                "reprojection_error": obj.PNP_REPROJ_ERROR,
+                "iterations": obj.PNP_ITERATIONS,
+            },
             frozen_bn=cfg.MODEL.HANDOBJ.FROZEN_BN,
         )
         return ret
@@ -141,66 +135,72 @@ class HandObjectRCNN(GeneralizedRCNN):
     def inference(self, batched_inputs, detected_instances=None, do_postprocess=True):
         """
         Args:
-            batched_inputs (list[dict]): mapper outputs (docs/design.md "Mapper output").
+            batched_inputs (list[dict]): model inputs (docs/design.md "Mapper output"); read:
+                ``image``, and ``hand_box`` / ``object_box`` (MODEL.HANDOBJ.INFERENCE_BOXES
+                "given"), ``camera_K``, ``control_points3d``, ``image_to_input``, ``height``,
+                ``width`` (post-processing). No ground truth.
             detected_instances (None or list[Instances]): per image detections (pred_boxes,
                 scores, pred_classes; model-input pixels) to take the hand-object pair from
                 instead of MODEL.HANDOBJ.INFERENCE_BOXES.
-            do_postprocess (bool): map the outputs to the original image (see the module);
-                otherwise they stay in model-input pixels.
+            do_postprocess (bool): post-process (see the module).
 
         Returns:
-            list[dict]: per image ``instances`` and ``hand_object`` (see the module).
+            do_postprocess: per image ``{"instances": Instances, "detections": Instances}``
+            (see the module). Otherwise per image the ROI heads' Instances in model-input
+            pixels, without the object pose, as GeneralizedRCNN.
         """
         assert not self.training
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
-        pnp_inputs = [_pnp_inputs(x, self.device) for x in batched_inputs]
-        if detected_instances is None and self.inference_boxes == "given":
+        pose_on = self.roi_heads.pose_on
+        if detected_instances is None and pose_on and self.inference_boxes == "given":
             detected_instances = [
                 _given_detections(x, size) for x, size in zip(batched_inputs, images.image_sizes)
             ]
         if detected_instances is None:
             proposals, _ = self.proposal_generator(images, features, None)
-            results, _ = self.roi_heads(images, features, proposals, None, pnp_inputs=pnp_inputs)
-        else:
-            detected_instances = [x.to(self.device) for x in detected_instances]
-            results = self.roi_heads.forward_with_given_boxes(
-                features, detected_instances, pnp_inputs
-            )
+            detected_instances = self.roi_heads.detect(features, proposals)
+        detected_instances = [x.to(self.device) for x in detected_instances]
+        results = self.roi_heads.forward_with_given_boxes(features, detected_instances)
         if not do_postprocess:
             return results
-        return [_postprocess(result, x) for result, x in zip(results, batched_inputs)]
+        outputs = []
+        for result, detections, record in zip(results, detected_instances, batched_inputs):
+            if pose_on:
+                output = {
+                    "instances": self.postprocess_pairs(result, record),
+                    "detections": _to_original_image(detections, record),
+                }
+            else:
+                output = {"instances": _to_original_image(result, record)}
+            outputs.append(output)
+        return outputs
+
+    def postprocess_pairs(self, pairs, record):
+        """The pose branch's rows of one image (model-input pixels) with their object pose
+        (PnP with the input's ``camera_K`` and ``control_points3d``, in model-input pixels,
+        where PNP_REPROJ_ERROR is defined) and their 2D fields in the original image."""
+        object_poses(pairs, record.get("camera_K"), record.get("control_points3d"), **self.pnp)
+        return _to_original_image(pairs, record)
 
 
-def _postprocess(result, record):
-    """Map 2D outputs from model-input pixels to the original image (inverse of
-    ``image_to_input``) and clip boxes to it."""
-    detections, pair = result["instances"], result["hand_object"]
-    device = detections.pred_boxes.device
+def _to_original_image(instances, record):
+    """Instances with the 2D fields mapped from model-input pixels to the original image
+    (inverse of ``image_to_input``, identity when absent), boxes clipped to it."""
     matrix = record.get("image_to_input")
     matrix = torch.eye(3) if matrix is None else _float_tensor(matrix, (3, 3))
+    device = instances.pred_boxes.device
     to_image = torch.linalg.inv(matrix.double()).float().to(device)
     size = (
-        int(record.get("height", pair.image_size[0])),
-        int(record.get("width", pair.image_size[1])),
+        int(record.get("height", instances.image_size[0])),
+        int(record.get("width", instances.image_size[1])),
     )
-
-    def boxes(b):
-        out = Boxes(_transform_boxes(b.tensor, to_image))
-        out.clip(size)
-        return out
-
-    instances = Instances(
-        size,
-        pred_boxes=boxes(detections.pred_boxes),
-        scores=detections.scores,
-        pred_classes=detections.pred_classes,
-    )
-    hand_object = Instances(size)
-    for name, value in pair.get_fields().items():
-        if isinstance(value, Boxes):
-            value = boxes(value)
+    out = Instances(size)
+    for name, value in instances.get_fields().items():
+        if isinstance(value, Boxes):  # clipped; NaN boxes (no object) stay NaN
+            bounds = value.tensor.new_tensor([size[1], size[0]]).repeat(2)
+            value = Boxes(_transform_boxes(value.tensor, to_image).clamp(min=0).minimum(bounds))
         elif name in _POINT_FIELDS:
             value = _transform_points(value, to_image)
-        hand_object.set(name, value)
-    return {"instances": instances, "hand_object": hand_object}
+        out.set(name, value)
+    return out

@@ -90,3 +90,41 @@ def solve_pnp(votes, valid, points3d, K, min_points, reprojection_error, iterati
             translations[i] = tvec[:, 0]
             ok[i] = True
     return rotations, translations, ok
+
+
+def object_poses(instances, camera_K, control_points3d, min_points, reprojection_error,
+                 iterations):  # fmt: skip
+    """Post-processing: the object pose of every pair of one image, set on ``instances`` (the
+    pose branch's rows, with ``pred_control_point_votes`` (K, P, V, 2) px,
+    ``pred_control_point_votes_valid`` (K, P, V) and ``pred_has_object`` (K,)) as
+    ``pred_object_R`` (K, 3, 3), ``pred_object_t`` (K, 3) m and ``pred_object_pose_valid`` (K,).
+
+    ``camera_K`` (3, 3) are the intrinsics of the votes' pixels and ``control_points3d``
+    (P, 3) m the object's control points; without either no pose is solved. Unsolved poses
+    have R = I, t = 0; rows without an object have NaN R, t. Settings: :func:`solve_pnp`.
+    """
+    votes = instances.pred_control_point_votes
+    k, device, dtype = len(instances), votes.device, votes.dtype
+    rotations = torch.eye(3, dtype=dtype, device=device).repeat(k, 1, 1)
+    translations = votes.new_zeros(k, 3)
+    ok = torch.zeros(k, dtype=torch.bool, device=device)
+    if k and camera_K is not None and control_points3d is not None:
+        R, t, solved = solve_pnp(
+            votes,
+            instances.pred_control_point_votes_valid,
+            np.broadcast_to(np.asarray(control_points3d, dtype=np.float64), (k, votes.shape[1], 3)),
+            np.broadcast_to(np.asarray(camera_K, dtype=np.float64), (k, 3, 3)),
+            min_points,
+            reprojection_error,
+            iterations,
+        )
+        rotations = torch.as_tensor(R, dtype=dtype, device=device)
+        translations = torch.as_tensor(t, dtype=dtype, device=device)
+        ok = torch.as_tensor(solved, device=device)
+    absent = ~instances.pred_has_object
+    rotations[absent] = float("nan")
+    translations[absent] = float("nan")
+    instances.pred_object_R = rotations
+    instances.pred_object_t = translations
+    instances.pred_object_pose_valid = ok & ~absent
+    return instances

@@ -20,43 +20,58 @@ from ..geometry import intersection_box
 from .contextual_reasoning import build_contextual_reasoning
 from .hand_head import build_hand_head
 from .object_head import build_object_head
-from .pnp import solve_pnp
 
 
-def hand_object_detections(image_size, hand_box, object_box, hand_score=1.0, object_score=1.0):
+def hand_object_detections(image_size, hand_box, object_box=None, hand_score=1.0, object_score=1.0):
     """Detections (``detected_instances`` of ``HandObjectRCNN.inference``) of one hand box and
-    one object box, each [x1, y1, x2, y2] in model-input pixels."""
-    boxes = torch.as_tensor([list(map(float, hand_box)), list(map(float, object_box))])
+    optionally one object box (None: a hand without an object), each [x1, y1, x2, y2] in
+    model-input pixels."""
+    boxes = [list(map(float, hand_box))]
+    scores, classes = [float(hand_score)], [HAND_CLASS]
+    if object_box is not None:
+        boxes.append(list(map(float, object_box)))
+        scores.append(float(object_score))
+        classes.append(OBJECT_CLASS)
     return Instances(
         image_size,
-        pred_boxes=Boxes(boxes),
-        scores=torch.tensor([float(hand_score), float(object_score)]),
-        pred_classes=torch.tensor([HAND_CLASS, OBJECT_CLASS]),
+        pred_boxes=Boxes(torch.as_tensor(boxes, dtype=torch.float32)),
+        scores=torch.tensor(scores),
+        pred_classes=torch.tensor(classes),
     )
 
 
 def select_hand_object_pair(detections, score_thresh=0.0):
-    """The pose heads' pair from one image's detections: the best-scoring hand and the object
-    that overlaps it most (largest IoU, ties broken by score). Returns Instances with
-    ``pred_hand_boxes``, ``hand_scores``, ``pred_object_boxes``, ``object_scores``: one row, or
-    none when no hand or no object scores at least ``score_thresh``."""
+    """The pose branch's pair from one image's detections: the best-scoring hand (the row's
+    ``pred_boxes``, ``scores``, ``pred_classes``) and the object that overlaps it most (largest
+    IoU, ties broken by score) as ``pred_object_boxes``, ``object_scores``, with
+    ``pred_has_object`` False (object box NaN, score 0) when no object scores at least
+    ``score_thresh``. One row, or none when no hand does."""
     keep = detections.scores >= score_thresh
     hands = detections[keep & (detections.pred_classes == HAND_CLASS)]
     objects = detections[keep & (detections.pred_classes == OBJECT_CLASS)]
-    if len(hands) == 0 or len(objects) == 0:
-        hand, obj = hands[:0], objects[:0]
+    if len(hands) == 0:
+        hand = hands[:0]
     else:
         hand = hands[hands.scores.argmax().view(1)]
+    if len(hand) == 0 or len(objects) == 0:
+        object_boxes = hand.pred_boxes.tensor.new_full((len(hand), 4), float("nan"))
+        object_scores = hand.scores.new_zeros(len(hand))
+        has_object = torch.zeros(len(hand), dtype=torch.bool, device=hand.scores.device)
+    else:
         iou = pairwise_iou(hand.pred_boxes, objects.pred_boxes)[0]
         by_score = objects.scores.argsort(descending=True)
         # argmax returns the first maximum: among equal IoUs the highest-scoring object.
         obj = objects[by_score[iou[by_score].argmax()].view(1)]
+        object_boxes, object_scores = obj.pred_boxes.tensor, obj.scores
+        has_object = torch.ones(1, dtype=torch.bool, device=hand.scores.device)
     return Instances(
         detections.image_size,
-        pred_hand_boxes=hand.pred_boxes,
-        hand_scores=hand.scores,
-        pred_object_boxes=obj.pred_boxes,
-        object_scores=obj.scores,
+        pred_boxes=hand.pred_boxes,
+        scores=hand.scores,
+        pred_classes=hand.pred_classes,
+        pred_has_object=has_object,
+        pred_object_boxes=Boxes(object_boxes),
+        object_scores=object_scores,
     )
 
 
@@ -65,7 +80,8 @@ class HandObjectROIHeads(StandardROIHeads):
     """StandardROIHeads (box head for hand and object) + the hand-object pose branch, run from
     :meth:`forward` (training: on the ground-truth pairs) and :meth:`forward_with_given_boxes`
     (inference: on the pair selected from the detections), as StandardROIHeads runs its mask
-    and keypoint branches."""
+    and keypoint branches; ``pose_on`` False (MODEL.HANDOBJ.POSE_ON) leaves the detector alone,
+    as ``mask_on`` does."""
 
     @configurable
     def __init__(
@@ -76,9 +92,7 @@ class HandObjectROIHeads(StandardROIHeads):
         contextual_reasoning,
         hand_head,
         object_head,
-        min_pnp_points,
-        pnp_reprojection_error,
-        pnp_iterations,
+        pose_on=True,
         **kwargs,
     ):
         """
@@ -87,8 +101,7 @@ class HandObjectROIHeads(StandardROIHeads):
             pose_pooler (ROIPooler): R x R pooler on that map.
             contextual_reasoning, hand_head, object_head (nn.Module): the pose heads (hand and
                 object decoder interfaces in modeling/hand_head.py and object_head.py).
-            min_pnp_points, pnp_reprojection_error (pixels), pnp_iterations: PnP-RANSAC
-                settings.
+            pose_on (bool): run the pose branch (training losses, inference fields).
             kwargs: StandardROIHeads arguments.
         """
         super().__init__(**kwargs)
@@ -97,9 +110,7 @@ class HandObjectROIHeads(StandardROIHeads):
         self.contextual_reasoning = contextual_reasoning
         self.hand_head = hand_head
         self.object_head = object_head
-        self.min_pnp_points = min_pnp_points
-        self.pnp_reprojection_error = pnp_reprojection_error
-        self.pnp_iterations = pnp_iterations
+        self.pose_on = pose_on
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -127,36 +138,39 @@ class HandObjectROIHeads(StandardROIHeads):
             "contextual_reasoning": build_contextual_reasoning(cfg, shape.channels),
             "hand_head": build_hand_head(cfg, shape.channels),
             "object_head": build_object_head(cfg, shape.channels),
-            "min_pnp_points": handobj.OBJECT.MIN_PNP_POINTS,
-            "pnp_reprojection_error": handobj.OBJECT.PNP_REPROJ_ERROR,
-            "pnp_iterations": handobj.OBJECT.PNP_ITERATIONS,
+            "pose_on": handobj.POSE_ON,
         }
 
-    def forward(self, images, features, proposals, targets=None, hand_object=None, pnp_inputs=None):
+    def forward(self, images, features, proposals, targets=None, hand_object=None):
         """
         Args:
             images, features, proposals, targets: as StandardROIHeads; ``proposals`` None
                 in training skips the box head (MODEL.HANDOBJ.DETECTOR_ON False).
             hand_object (list[Instances]): training: per image the ground-truth pairs
                 (docs/design.md "Mapper output").
-            pnp_inputs: inference: see :meth:`forward_with_given_boxes`.
 
         Returns:
-            Training: (proposals, dict of losses). Inference: (the per-image dicts of
-            :meth:`forward_with_given_boxes`, {}).
+            Training: (proposals, dict of losses). Inference: (per image the Instances of
+            :meth:`forward_with_given_boxes` on the detections, {}).
         """
         del images
         if not self.training:
-            detections = self._forward_box(features, proposals)
-            return self.forward_with_given_boxes(features, detections, pnp_inputs), {}
+            return self.forward_with_given_boxes(features, self.detect(features, proposals)), {}
         losses = {}
         if proposals is not None:
             proposals = self.label_and_sample_proposals(proposals, targets)
             losses.update(self._forward_box(features, proposals))
-        losses.update(self._forward_pose(features, hand_object))
+        if self.pose_on:
+            losses.update(self._forward_pose(features, hand_object))
         return proposals, losses
 
-    def forward_with_given_boxes(self, features, instances, pnp_inputs=None):
+    def detect(self, features, proposals):
+        """Inference of the box head: per image Instances (pred_boxes, scores, pred_classes) in
+        model-input pixels, above MODEL.ROI_HEADS.SCORE_THRESH_TEST, after NMS."""
+        assert not self.training
+        return self._forward_box(features, proposals)
+
+    def forward_with_given_boxes(self, features, instances):
         """The pose branch on the pair :func:`select_hand_object_pair` picks from each image's
         detections.
 
@@ -164,55 +178,76 @@ class HandObjectROIHeads(StandardROIHeads):
             features (dict[str, Tensor]): backbone features.
             instances (list[Instances]): per image detections with ``pred_boxes``, ``scores``,
                 ``pred_classes`` (model-input pixels).
-            pnp_inputs (list): per image None or (camera_K (3, 3), control_points3d (P, 3) m)
-                for the object pose.
 
         Returns:
-            list[dict]: per image ``instances`` (the detections) and ``hand_object`` (the pair
-            with the ``pred_*`` fields of docs/design.md "Model output", model-input pixels).
+            list[Instances]: ``instances`` unchanged when ``pose_on`` is False; else per image
+            one row per pair, the hand being the row's detection, with the fields of
+            docs/design.md "Model output" in model-input pixels (no object pose: that is
+            post-processing, ``pnp.object_poses``).
         """
+        assert not self.training
+        if not self.pose_on:
+            return instances
         pairs = [select_hand_object_pair(x) for x in instances]
-        hand, obj = self._pose_outputs(
-            features, [p.pred_hand_boxes for p in pairs], [p.pred_object_boxes for p in pairs]
+        x = [features[self.pose_in_feature]]
+        hand_boxes = [p.pred_boxes for p in pairs]
+        fields = self.hand_head.inference(
+            self.hand_head(self.pose_pooler(x, hand_boxes)), cat([b.tensor for b in hand_boxes])
         )
-        fields = self.hand_head.inference(hand, cat([p.pred_hand_boxes.tensor for p in pairs]))
-        object_fields, (points, valid) = self.object_head.inference(
-            obj, cat([p.pred_object_boxes.tensor for p in pairs])
-        )
-        fields.update(object_fields)
+        fields.update(self._object_inference(features, pairs))
         lengths = [len(p) for p in pairs]
-        fields.update(self._object_poses(points, valid, lengths, pnp_inputs))
         for name, value in fields.items():
             for pair, part in zip(pairs, value.split(lengths)):
                 pair.set(name, part)
-        return [{"instances": d, "hand_object": p} for d, p in zip(instances, pairs)]
+        return pairs
+
+    def _object_inference(self, features, pairs):
+        """Object fields of the pairs: contextual reasoning and the object decoder run on the
+        rows with an object; hand-only rows get NaN points, zero confidences and no valid vote.
+        ``pred_control_point_votes`` (K, P, V, 2) px and ``pred_control_point_votes_valid``
+        (K, P, V) are the decoder's candidates for PnP."""
+        present = [p.pred_has_object for p in pairs]
+        hand = [Boxes(p.pred_boxes.tensor[m]) for p, m in zip(pairs, present)]
+        obj = [Boxes(p.pred_object_boxes.tensor[m]) for p, m in zip(pairs, present)]
+        _, object_features, inter_features = self.pool_pair_features(
+            features, hand, obj, pool_hands=False
+        )
+        pred = self.object_head(self.contextual_reasoning(object_features, inter_features))
+        fields, (votes, valid) = self.object_head.inference(pred, cat([b.tensor for b in obj]))
+        fields.update(pred_control_point_votes=votes, pred_control_point_votes_valid=valid)
+        present = cat(present)
+        out = {}
+        for name, value in fields.items():
+            if value.dtype == torch.bool or name.endswith("_conf"):
+                full = value.new_zeros((len(present),) + value.shape[1:])
+            else:
+                full = value.new_full((len(present),) + value.shape[1:], float("nan"))
+            full[present] = value
+            out[name] = full
+        return out
 
     def _forward_pose(self, features, instances):
-        """Pose losses of the ground-truth pairs (``gt_*`` fields, docs/design.md)."""
-        hand, obj = self._pose_outputs(
+        """Pose losses of the ground-truth pairs (``gt_*`` fields, docs/design.md). A pair
+        without an object (``gt_has_object`` False) has a stand-in object box, a zero
+        intersection and zero object losses."""
+        hand_features, object_features, inter_features = self.pool_pair_features(
             features,
             [x.gt_hand_boxes for x in instances],
             [x.gt_object_boxes for x in instances],
             [x.gt_has_hand & x.gt_has_object for x in instances],
         )
+        hand = self.hand_head(hand_features)
+        obj = self.object_head(self.contextual_reasoning(object_features, inter_features))
         losses = self.hand_head.losses(hand, instances)
         losses.update(self.object_head.losses(obj, instances))
         return losses
 
-    def _pose_outputs(self, features, hand_boxes, object_boxes, both_present=None):
-        """Hand and object decoder outputs of pairs with these boxes (per image Boxes)."""
-        hand_features, object_features, inter_features = self.pool_pair_features(
-            features, hand_boxes, object_boxes, both_present
-        )
-        hand = self.hand_head(hand_features)
-        obj = self.object_head(self.contextual_reasoning(object_features, inter_features))
-        return hand, obj
-
-    def pool_pair_features(self, features, hand_boxes, object_boxes, both_present=None):
-        """ROIAlign features (K, C, R, R) of the hand boxes, object boxes (per image Boxes) and
-        their intersections (image order); intersection features are zero where the boxes do not
-        intersect or where ``both_present`` (per image (k,) bool: the pair has both a hand and
-        an object) is False."""
+    def pool_pair_features(self, features, hand_boxes, object_boxes, both_present=None,
+                           pool_hands=True):  # fmt: skip
+        """ROIAlign features (K, C, R, R) of the hand boxes (None unless ``pool_hands``),
+        object boxes (per image Boxes) and their intersections (image order); intersection
+        features are zero where the boxes do not intersect or where ``both_present`` (per
+        image (k,) bool: the pair has both a hand and an object) is False."""
         x = [features[self.pose_in_feature]]
         hand_tensor = cat([b.tensor for b in hand_boxes])
         inter, valid = intersection_box(hand_tensor, cat([b.tensor for b in object_boxes]))
@@ -221,43 +256,7 @@ class HandObjectROIHeads(StandardROIHeads):
         # Empty intersections pool a valid stand-in box; their features are zeroed below.
         inter = torch.where(valid[:, None], inter, hand_tensor)
         inter_boxes = list(map(Boxes, inter.split([len(b) for b in hand_boxes])))
-        hand = self.pose_pooler(x, hand_boxes)
+        hand = self.pose_pooler(x, hand_boxes) if pool_hands else None
         obj = self.pose_pooler(x, object_boxes)
         inter = self.pose_pooler(x, inter_boxes) * valid[:, None, None, None]
         return hand, obj, inter
-
-    def _object_poses(self, points, valid, lengths, pnp_inputs):
-        """PnP-RANSAC per pair on the object decoder's candidates ``points`` (K, P, V, 2) px /
-        ``valid`` (K, P, V) for the images with ``pnp_inputs``; failed poses and the other pairs
-        get R = I, t = 0 and ``pred_object_pose_valid`` False."""
-        k = points.shape[0]
-        device, dtype = points.device, points.dtype
-        rotations = torch.eye(3, dtype=dtype, device=device).repeat(k, 1, 1)
-        translations = points.new_zeros(k, 3)
-        ok = torch.zeros(k, dtype=torch.bool, device=device)
-        rows, camera_K, points3d = [], [], []
-        start = 0
-        for length, inputs in zip(lengths, pnp_inputs or [None] * len(lengths)):
-            if inputs is not None:
-                rows += range(start, start + length)
-                camera_K += [inputs[0]] * length
-                points3d += [inputs[1]] * length
-            start += length
-        if rows:
-            R, t, solved = solve_pnp(
-                points[rows],
-                valid[rows],
-                torch.stack(points3d),
-                torch.stack(camera_K),
-                self.min_pnp_points,
-                self.pnp_reprojection_error,
-                self.pnp_iterations,
-            )
-            rotations[rows] = torch.as_tensor(R, dtype=dtype, device=device)
-            translations[rows] = torch.as_tensor(t, dtype=dtype, device=device)
-            ok[rows] = torch.as_tensor(solved, device=device)
-        return {
-            "pred_object_R": rotations,
-            "pred_object_t": translations,
-            "pred_object_pose_valid": ok,
-        }

@@ -27,11 +27,13 @@ class HandObjectRCNNWithTTA(GeneralizedRCNNWithTTA):
     """GeneralizedRCNNWithTTA(cfg, model, tta_mapper=None, batch_size=3) for a HandObjectRCNN.
 
     The augmented copies (``DatasetMapperTTA``: TEST.AUG.MIN_SIZES, MAX_SIZE, FLIP) serve the
-    detector only: their hands and objects are mapped back to the input's pixels and merged
-    (NMS per class). The pose heads then run on the input as given (no flip: a mirrored right
-    hand is a left one, which the MANO head does not model). Returns per input the model's
-    ``{"instances", "hand_object"}``, in the original image's pixels. The model must detect
-    (MODEL.HANDOBJ.INFERENCE_BOXES "detected"): given boxes would not follow the copies."""
+    detector only, with the pose branch off (``roi_heads.pose_on``, as Detectron2 turns off
+    ``mask_on``): their hands and objects are mapped back to the input's pixels and merged
+    (NMS per class). The pose branch then runs once, on the input as given (no flip: a
+    mirrored right hand is a left one, which the MANO head does not model). Returns per input
+    the model's output (``{"instances", "detections"}``, original image's pixels). The model
+    must detect (MODEL.HANDOBJ.INFERENCE_BOXES "detected"): given boxes would not follow the
+    copies."""
 
     def __init__(self, cfg, model, tta_mapper=None, batch_size=3):
         super().__init__(cfg, model, tta_mapper, batch_size)
@@ -42,18 +44,14 @@ class HandObjectRCNNWithTTA(GeneralizedRCNNWithTTA):
                 f"{self.model.inference_boxes!r}"
             )
 
-    def _batch_inference(self, batched_inputs, detected_instances=None):
-        """The detections (model-input pixels) of each input, as GeneralizedRCNN's."""
-        outputs = super()._batch_inference(batched_inputs, detected_instances)
-        return [output["instances"] for output in outputs]
-
     def _inference_one_image(self, input):
         # The copies' transforms start from the model input (a crop of the original image, say),
         # not from "height" x "width": the merged boxes are in model-input pixels.
         size = tuple(input["image"].shape[1:])
         view = {**input, "height": size[0], "width": size[1]}
         augmented_inputs, tfms = self._get_augmented_inputs(view)
-        boxes, scores, classes = self._get_augmented_boxes(augmented_inputs, tfms)
+        with self._turn_off_roi_heads(["pose_on"]):
+            boxes, scores, classes = self._get_augmented_boxes(augmented_inputs, tfms)
         merged = self._merge_detections(boxes, scores, classes, size)
         return self.model.inference([input], [merged])[0]
 
@@ -84,7 +82,9 @@ class HandObjectTTA(nn.Module):
         for start in range(0, len(flat), self.batch_size):
             inputs = [record for record, _ in flat[start : start + self.batch_size]]
             given = [
-                hand_object_detections(tuple(x["image"].shape[-2:]), x["hand_box"], x["object_box"])
+                hand_object_detections(
+                    tuple(x["image"].shape[-2:]), x["hand_box"], x.get("object_box")
+                )
                 for x in inputs
             ]
             outputs += self.model.inference(inputs, detected_instances=given)
@@ -92,7 +92,7 @@ class HandObjectTTA(nn.Module):
         for frame in views:
             fields = {name: [] for name in AVERAGED_FIELDS}
             for (_, roll), output in zip(frame, outputs[start : start + len(frame)]):
-                pair = output["hand_object"]
+                pair = output["instances"]
                 joints3d = pair.pred_joints3d - pair.pred_joints3d[:, :1]
                 roll = torch.as_tensor(roll, dtype=joints3d.dtype, device=joints3d.device)
                 fields["pred_joints3d"].append(joints3d @ roll)  # rows: X = Rz^T X'
