@@ -86,24 +86,29 @@ def overlay_hand_mesh(image, vertices, faces, camera_K, alpha=0.5):
     return overlay(image, rendering, alpha)
 
 
-def draw_hand_object(image, hand_object, camera_K, hand_faces, control_points3d=None,
+def draw_hand_object(image, pairs, camera_K, hand_faces, control_points3d=None,
                      mesh_alpha=0.5):  # fmt: skip
-    """Draw every pair of a model output's ``hand_object`` Instances (moved to the CPU) on a
-    copy of ``image``: mesh (needs ``pred_root3d``, see HandObjectPredictor), skeleton, hand and
-    object boxes, the object's voted 2D control points (dots) and, where its pose is valid and
-    ``control_points3d`` (21, 3) m is known, its projected 3D box."""
+    """Draw every pair of a model output's ``instances`` (moved to the CPU) on a copy of
+    ``image``: mesh (needs ``pred_root3d``, see HandObjectPredictor), skeleton, hand box and,
+    for pairs with an object (``pred_has_object``), the object box, its voted 2D control points
+    (dots) and, where its pose is valid and ``control_points3d`` (21, 3) m is known, its
+    projected 3D box."""
     out = np.ascontiguousarray(image).copy()
-    fields = hand_object.get_fields()
-    for row in range(len(hand_object)):
+    fields = pairs.get_fields()
+    for row in range(len(pairs)):
         if "pred_root3d" in fields:
             vertices = fields["pred_vertices"][row].numpy() + fields["pred_root3d"][row].numpy()
             if (vertices[:, 2] > 0).all():
                 out = overlay_hand_mesh(out, vertices, hand_faces, camera_K, mesh_alpha)
-        draw_box(out, fields["pred_object_boxes"].tensor[row].numpy(), OBJECT_BOX_COLOR,
-                 f"object {float(fields['object_scores'][row]):.2f}")  # fmt: skip
-        draw_box(out, fields["pred_hand_boxes"].tensor[row].numpy(), HAND_BOX_COLOR,
-                 f"hand {float(fields['hand_scores'][row]):.2f}")  # fmt: skip
+        has_object = bool(fields["pred_has_object"][row])
+        if has_object:
+            draw_box(out, fields["pred_object_boxes"].tensor[row].numpy(), OBJECT_BOX_COLOR,
+                     f"object {float(fields['object_scores'][row]):.2f}")  # fmt: skip
+        draw_box(out, fields["pred_boxes"].tensor[row].numpy(), HAND_BOX_COLOR,
+                 f"hand {float(fields['scores'][row]):.2f}")  # fmt: skip
         draw_skeleton(out, fields["pred_joints2d"][row].numpy())
+        if not has_object:
+            continue
         if control_points3d is not None and bool(fields["pred_object_pose_valid"][row]):
             draw_object_box_3d(out, control_points3d, fields["pred_object_R"][row].numpy(),
                                fields["pred_object_t"][row].numpy(), camera_K)  # fmt: skip

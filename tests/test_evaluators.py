@@ -121,7 +121,7 @@ def _outputs(records, gt_vertices):
         pairs = Instances((480, 640))
         if i == 4:
             pairs.pred_joints3d = torch.zeros(0, 21, 3)
-            outputs.append({"hand_object": pairs})
+            outputs.append({"instances": pairs})
             continue
         hand, obj = record["annotations"]
         joints = hand["joints3d"] - hand["joints3d"][0]
@@ -145,7 +145,8 @@ def _outputs(records, gt_vertices):
         for key, value in fields.items():
             pairs.set(f"pred_{key}", torch.tensor(np.asarray(value)[None], dtype=torch.float32))
         pairs.pred_object_pose_valid = torch.tensor([valid])
-        outputs.append({"hand_object": pairs})
+        pairs.pred_has_object = torch.tensor([True])
+        outputs.append({"instances": pairs})
     return outputs, object_poses
 
 

@@ -65,7 +65,7 @@ def test_mesh_metrics_against_released_vertices(tree):
     )
     evaluator = HandPoseEvaluator("challenge_gt_fixture", distributed=False)
     evaluator.reset()
-    evaluator.process([{"image_id": record["image_id"]}], [{"hand_object": pairs}])
+    evaluator.process([{"image_id": record["image_id"]}], [{"instances": pairs}])
     metrics = evaluator.evaluate()["hand"]
     assert metrics["MPJPE_mm"] == pytest.approx(5.0, abs=1e-3)
     assert metrics["MPVPE_mm"] == pytest.approx(5.0, abs=1e-3)

@@ -144,7 +144,7 @@ def test_detected_pairs_keep_the_detector_scores(predictor):
     outputs = predictor.predict_batch([{"image": image} for image in images])
     found = 0
     for prediction, output in zip(predictions, outputs):
-        detections = output["instances"]
+        detections = output["detections"]
         hands = detections[detections.pred_classes == 0]
         if prediction is None:
             continue
@@ -169,10 +169,13 @@ class StandInPredictor:
 
     crop_size = 96
     crop_scale = 1.5
-    input_format = "BGR"
-    model_input = HandObjectPredictor.model_input  # the real crop, on the attributes above
+    # The real crop (the test-time mapper), on the attributes above.
+    mapper = HandObjectPredictor.mapper
+    model_input = HandObjectPredictor.model_input
 
     def __init__(self, pose):
+        self.cfg = tiny_cfg("INPUT.HANDOBJ.CROP_SIZE", 96, "INPUT.HANDOBJ.CROP_SCALE", 1.5)
+        self._mappers = {}
         self.model = self
         self.pose = pose  # (input dict) -> (joints2d (21, 2) input px, joints3d (21, 3))
         self.seen = []
@@ -184,7 +187,7 @@ class StandInPredictor:
             np.testing.assert_allclose(given.pred_boxes.tensor.numpy(), boxes, rtol=1e-6)
             self.seen.append(record)
             joints2d, joints3d = self.pose(record)
-            to_frame = np.linalg.inv(record["image_to_input"])
+            to_frame = np.linalg.inv(np.asarray(record["image_to_input"], dtype=np.float64))
             joints2d = joints2d @ to_frame[:2, :2].T + to_frame[:2, 2]
             pairs = Instances(
                 (self.crop_size, self.crop_size),
@@ -192,7 +195,7 @@ class StandInPredictor:
                 pred_joints3d=torch.tensor(joints3d[None]),
                 pred_mano_shape=torch.zeros(1, 10),
             )
-            outputs.append({"hand_object": pairs})
+            outputs.append({"instances": pairs})
         return outputs
 
 
@@ -248,14 +251,15 @@ def test_distillation_maps_rotated_and_scaled_views_back_to_the_frame():
 def test_distillation_averages_the_views():
     """A stand-in seeing the same pose Y in every view (its own camera): rolling back by +-a
     and averaging gives (Y_x cos a, Y_y cos a, Y_z), and the crop centre maps back to the
-    fused box centre whatever the scale and rotation."""
+    fused box centre whatever the scale and rotation (the boxes are point-symmetric about
+    that centre, (80, 70), so the rotated boxes' union, which the crop frames, is too)."""
     rng = np.random.default_rng(3)
     Y = rng.normal(size=(21, 3))
     Y[0] = 0
     centre = StandInPredictor.crop_size / 2
     stand_in = StandInPredictor(lambda record: (np.full((21, 2), centre), Y))
     boxes = {"v": {0: {"hand": np.array([40.0, 30, 80, 90, 1]),
-                       "object": np.array([70.0, 60, 120, 110, 1])}}}  # fmt: skip
+                       "object": np.array([80.0, 50, 120, 110, 1])}}}  # fmt: skip
     teacher = Teacher(stand_in, boxes, transforms=[(0.9, -25.0), (1.1, 25.0)])
     (prediction,) = teacher([np.zeros((140, 160, 3), np.uint8)], [0], "v")
     c = np.cos(np.radians(25.0))

@@ -27,7 +27,7 @@ def test_views_are_unrolled_and_averaged():
         plain = [
             model.inference(
                 [x], [hand_object_detections((96, 96), x["hand_box"], x["object_box"])]
-            )[0]["hand_object"]
+            )[0]["instances"]
             for x in (sample, shifted)
         ]
     (averaged,) = HandObjectTTA(model, batch_size=1)([[(sample, np.eye(3)), (shifted, roll)]])
@@ -58,11 +58,11 @@ def test_detectron2_tta_with_one_unchanged_copy_gives_the_plain_prediction():
     sample = make_sample(HandLayer(FIXTURE_MANO), np.random.default_rng(1), 96, 96, "tta")
     sample.pop("hand_object")
     with torch.no_grad():
-        plain = model.inference([sample])[0]["hand_object"]
+        plain = model.inference([sample])[0]["instances"]
         (out,) = HandObjectRCNNWithTTA(cfg, model)([sample])
     assert len(plain) == 1
-    pair = out["hand_object"]
-    torch.testing.assert_close(pair.pred_hand_boxes.tensor, plain.pred_hand_boxes.tensor)
+    pair = out["instances"]
+    torch.testing.assert_close(pair.pred_boxes.tensor, plain.pred_boxes.tensor)
     torch.testing.assert_close(pair.pred_object_boxes.tensor, plain.pred_object_boxes.tensor)
     torch.testing.assert_close(pair.pred_joints2d, plain.pred_joints2d)
     torch.testing.assert_close(pair.pred_joints3d, plain.pred_joints3d)
@@ -82,7 +82,8 @@ def test_detectron2_tta_maps_resized_and_flipped_copies_back_to_the_input():
         for copy in copies:  # Detectron2's copies: 192 x 192, then the same mirrored
             assert copy["image"].shape[1:] == (192, 192)
             flipped = any(isinstance(t, HFlipTransform) for t in copy.pop("transforms"))
-            detections = model.inference([copy], do_postprocess=False)[0]["instances"]
+            with _pose_off(model):
+                (detections,) = model.inference([copy], do_postprocess=False)
             boxes = detections.pred_boxes.tensor / 2
             if flipped:
                 boxes = torch.stack(
@@ -91,11 +92,47 @@ def test_detectron2_tta_maps_resized_and_flipped_copies_back_to_the_input():
             found.append(boxes)
     assert len(copies) == 2
     found = torch.cat(found)
-    pair = out["hand_object"]
-    assert len(pair) == 1
-    for box in (pair.pred_hand_boxes.tensor[0], pair.pred_object_boxes.tensor[0]):
+    pair = out["instances"]
+    assert len(pair) == 1 and pair.pred_has_object.tolist() == [True]
+    for box in (pair.pred_boxes.tensor[0], pair.pred_object_boxes.tensor[0]):
         assert (box >= 0).all() and (box <= 96).all()
         assert (found - box).abs().amax(1).min() < 0.5
+
+
+class _pose_off:
+    def __init__(self, model):
+        self.heads = model.roi_heads
+
+    def __enter__(self):
+        self.heads.pose_on = False
+
+    def __exit__(self, *exc):
+        self.heads.pose_on = True
+
+
+def test_detectron2_tta_runs_the_pose_branch_once_per_image():
+    """Four copies (two sizes, flipped and not) through the detector with the pose branch off;
+    the pose branch (hand decoder, object decoder, PnP) runs once, on the merged detections."""
+    cfg, model = _detecting_model("TEST.AUG.MIN_SIZES", "(96, 144)", "TEST.AUG.FLIP", "True")
+    sample = make_sample(HandLayer(FIXTURE_MANO), np.random.default_rng(1), 96, 96, "tta")
+    sample.pop("hand_object")
+    calls = {"hand": 0, "object": 0, "box": 0, "pnp": 0}
+    heads = model.roi_heads
+    for name, module in (("hand", heads.hand_head), ("object", heads.object_head),
+                         ("box", heads.box_predictor)):  # fmt: skip
+        module.register_forward_hook(lambda *_, name=name: calls.update({name: calls[name] + 1}))
+    postprocess = model.postprocess_pairs
+
+    def counted(*args):
+        calls["pnp"] += 1
+        return postprocess(*args)
+
+    model.postprocess_pairs = counted
+    with torch.no_grad():
+        (out,) = HandObjectRCNNWithTTA(cfg, model, batch_size=1)([sample])
+    assert calls == {"hand": 1, "object": 1, "box": 4, "pnp": 1}
+    assert len(out["instances"]) == 1 and out["instances"].has("pred_joints3d")
+    assert heads.pose_on
 
 
 def test_detectron2_tta_needs_the_detector():

@@ -19,10 +19,11 @@ CUBE = box_control_points(np.array([[x, y, z] for x in (-HALF, HALF) for y in (-
 VOTES = np.array([[20.0 + 12 * (i % 7), 200.0 + 12 * (i // 7)] for i in range(21)])
 
 
-def _prediction(pose_valid):
+def _prediction(pose_valid, has_object=True):
     pairs = Instances((240, 320))
-    pairs.pred_hand_boxes = Boxes(torch.tensor([[250.0, 10, 310, 40]]))
-    pairs.hand_scores = torch.tensor([0.9])
+    pairs.pred_boxes = Boxes(torch.tensor([[250.0, 10, 310, 40]]))
+    pairs.scores = torch.tensor([0.9])
+    pairs.pred_has_object = torch.tensor([has_object])
     pairs.pred_object_boxes = Boxes(torch.tensor([[140.0, 95, 180, 135]]))
     pairs.object_scores = torch.tensor([0.8])
     pairs.pred_joints2d = torch.full((1, 21, 2), 280.0)
@@ -53,6 +54,16 @@ def test_votes_always_drawn_and_3d_box_only_for_a_valid_pose(pose_valid):
     assert _colour_near(out, 170, 120) == pose_valid
     # Nothing of the box where no edge projects (the cube's centre).
     assert not _colour_near(out, 160, 120)
+
+
+def test_a_hand_without_object_draws_no_object():
+    image = np.zeros((240, 320, 3), np.uint8)
+    out = draw_hand_object(image, _prediction(True, has_object=False), K, np.zeros((0, 3), int),
+                           CUBE)  # fmt: skip
+    for x, y in VOTES.astype(int):
+        assert tuple(out[y, x]) == (0, 0, 0)
+    assert not _colour_near(out, 160, 109)
+    assert out[10:41, 250:311].any()  # the hand box and skeleton are drawn
 
 
 def test_ground_truth_hand_mesh_drawn_by_the_demo_lands_on_the_hand():

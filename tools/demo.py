@@ -12,10 +12,11 @@ and ``predictions.json``. Videos and the webcam become annotated mp4 files. With
 ``--intrinsics`` the camera is assumed to have a focal length of the longer image side.
 
 Given boxes replace the detector (needed for the authors' released model, which has none,
-docs/released_model.md): ``--hand-box X1 Y1 X2 Y2 --object-box X1 Y1 X2 Y2`` for every input, or
-``--boxes boxes.json`` per input, ``{"photo.jpg": {"hand_box": [...], "object_box": [...]}}``
-(keys: the input path as given or its file name; a video's value: one pair, or a list with a
-pair or null per frame).
+docs/released_model.md): ``--hand-box X1 Y1 X2 Y2 [--object-box X1 Y1 X2 Y2]`` for every input
+(without ``--object-box``: a hand holding nothing, no object pose), or ``--boxes boxes.json`` per
+input, ``{"photo.jpg": {"hand_box": [...], "object_box": [...]}}`` (keys: the input path as given
+or its file name; ``object_box`` optional; a video's value: one pair, or a list with a pair or
+null per frame).
 
 Exit status: 0 when a hand was found in every image and video, 1 for bad input (missing
 file, unreadable image or video, bad config), 2 when some image or video had no hand.
@@ -40,9 +41,10 @@ def parse_args(argv=None):
                         help="camera intrinsics in pixels (default: focal = longer side)")  # fmt: skip
     parser.add_argument("--object-name", help="the held object, for its 3D box (e.g. a YCB name)")
     parser.add_argument("--hand-box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
-                        help="hand box (pixels) for every input, with --object-box")  # fmt: skip
+                        help="hand box (pixels) for every input")  # fmt: skip
     parser.add_argument("--object-box", type=float, nargs=4, metavar=("X1", "Y1", "X2", "Y2"),
-                        help="object box (pixels) for every input, with --hand-box")  # fmt: skip
+                        help="object box (pixels) for every input, with --hand-box; without "
+                             "it the hand holds nothing")  # fmt: skip
     parser.add_argument("--boxes", help="JSON file of hand and object boxes per input")
     parser.add_argument("--mesh-format", choices=("obj", "ply"), default="obj")
     parser.add_argument("--max-frames", type=int, default=300,
@@ -60,8 +62,8 @@ def given_boxes(args):
         return GivenBoxes.from_file(args.boxes)
     if all(b is None for b in pair):
         return None
-    if any(b is None for b in pair):
-        raise DemoInputError("--hand-box and --object-box go together")
+    if args.hand_box is None:
+        raise DemoInputError("--object-box needs --hand-box")
     return GivenBoxes.from_pair(args.hand_box, args.object_box)
 
 

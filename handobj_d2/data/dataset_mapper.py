@@ -283,9 +283,13 @@ class HandObjectDatasetMapper:
             )
         return SEGMENTATION_DECODERS[fmt](path)[1]
 
-    def map(self, record, image, object_mask=None):
+    def map(self, record, image, object_mask=None, view=None):
         """Model input dict of ``record`` given its decoded BGR uint8 image (H, W, 3) and object
-        mask (h, w) bool (any resolution covering the image, or None)."""
+        mask (h, w) bool (any resolution covering the image, or None).
+
+        ``view``: optional (3, 3) pixel transform of the image before the crop (the teacher's
+        transformed views of an unannotated frame, ``semi.teacher``); the input then has no
+        ``camera_K``, the view being no pinhole camera's."""
         name = f"record {record.get('image_id', record.get('file_name', '?'))!r}"
         height, width = image.shape[:2]
         hand = _annotation(record, HAND_CLASS, name)
@@ -300,6 +304,8 @@ class HandObjectDatasetMapper:
         )
         roll = T.roll_matrix(angle)
         rotate = T.roll_homography(pivot, angle)
+        if view is not None:
+            rotate = np.asarray(view, dtype=np.float64) @ rotate
 
         hand_label = self._hand_label(hand, rotate, roll, name)
         object_label = self._object_label(obj, rotate, roll, K, name)
@@ -350,7 +356,7 @@ class HandObjectDatasetMapper:
             "image_to_input": _f32(image_to_input),
             "is_pseudo_label": bool(record.get("is_pseudo_label", False)),
         }
-        if K is not None:
+        if K is not None and view is None:
             result["camera_K"] = _f32(crop @ K)
 
         classes, detector_boxes = [], []

@@ -84,12 +84,17 @@ def run_demo(cfg, inputs, output, intrinsics=None, object_name=None, mesh_format
 
 
 def _pair(value, where):
-    """{"hand_box": [x1, y1, x2, y2], "object_box": [...]} -> two float arrays (pixels)."""
-    if not isinstance(value, dict) or set(value) != {"hand_box", "object_box"}:
+    """{"hand_box": [x1, y1, x2, y2], "object_box": [...] (optional: a hand without an
+    object)} -> (hand box, object box or None), float arrays (pixels)."""
+    keys = set(value) if isinstance(value, dict) else set()
+    if "hand_box" not in keys or not keys <= {"hand_box", "object_box"}:
         raise DemoInputError(f"{where}: expected {{'hand_box': [x1, y1, x2, y2], 'object_box': "
-                             f"[x1, y1, x2, y2]}}, got {value!r}")  # fmt: skip
+                             f"[x1, y1, x2, y2] (optional)}}, got {value!r}")  # fmt: skip
     boxes = []
     for key in ("hand_box", "object_box"):
+        if value.get(key) is None:
+            boxes.append(None)
+            continue
         box = np.asarray(value[key], dtype=np.float64)
         if box.shape != (4,) or not np.isfinite(box).all() or (box[2:] <= box[:2]).any():
             raise DemoInputError(f"{where}: {key} must be [x1, y1, x2, y2] with x1 < x2, y1 < y2, "
@@ -103,8 +108,9 @@ class GivenBoxes:
     detector: one pair for every input, or per input from a JSON file.
 
     The file maps an input (its path as given on the command line, or its file name) to a pair
-    ``{"hand_box": [x1, y1, x2, y2], "object_box": [x1, y1, x2, y2]}``; a video's entry is one
-    pair for all its frames or a list with a pair (or null: detect) per frame.
+    ``{"hand_box": [x1, y1, x2, y2], "object_box": [x1, y1, x2, y2]}`` (without ``object_box``:
+    a hand holding nothing); a video's entry is one pair for all its frames or a list with a
+    pair (or null: detect) per frame.
     """
 
     def __init__(self, pair=None, per_input=None, source="--hand-box/--object-box"):
@@ -180,7 +186,8 @@ class Demo:
                 boxes=None):  # fmt: skip
         """Predict on a BGR image, save its meshes and JSON entry; returns (drawing, found).
         ``camera_K`` / ``object_name`` override the demo's intrinsics and object for this image;
-        ``boxes``: (hand_box, object_box) [x1, y1, x2, y2] px given instead of detected."""
+        ``boxes``: (hand_box, object_box or None) [x1, y1, x2, y2] px given instead of
+        detected."""
         K = self.camera(image) if camera_K is None else np.asarray(camera_K, dtype=np.float64)
         points = self.control_points3d
         if object_name is not None:
@@ -190,7 +197,7 @@ class Demo:
         hand_box, object_box = boxes if boxes is not None else (None, None)
         output = self.predictor(image, camera_K=K, hand_box=hand_box, object_box=object_box,
                                 control_points3d=points)  # fmt: skip
-        pairs = output["hand_object"].to("cpu")
+        pairs = output["instances"].to("cpu")
         mesh_files = []
         for row in range(len(pairs)):
             path = os.path.join(self.output, "meshes", f"{name}_hand{row}.{self.mesh_format}")
@@ -268,17 +275,21 @@ class Demo:
 
 
 def _pair_json(pairs, row):
-    """One hand-object pair as JSON: pixels, metres (OpenCV camera frame), radians."""
+    """One hand-object pair as JSON: pixels, metres (OpenCV camera frame), radians; the object
+    entries are null for a hand without an object (``has_object`` false)."""
     fields = pairs.get_fields()
+    has_object = bool(fields["pred_has_object"][row])
     entry = {
-        "hand_box": fields["pred_hand_boxes"].tensor[row].tolist(),
-        "object_box": fields["pred_object_boxes"].tensor[row].tolist(),
+        "hand_box": fields["pred_boxes"].tensor[row].tolist(),
+        "object_box": fields["pred_object_boxes"].tensor[row].tolist() if has_object else None,
         "joints3d_camera": (fields["pred_joints3d"][row] + fields["pred_root3d"][row]).tolist(),
-        "hand_score": fields["hand_scores"][row].item(),
+        "hand_score": fields["scores"][row].item(),
+        "has_object": has_object,
         "object_score": fields["object_scores"][row].item(),
         "object_pose_valid": fields["pred_object_pose_valid"][row].item(),
     }
-    for name in ("joints2d", "joints2d_conf", "joints3d", "root3d", "mano_pose", "mano_shape",
-                 "control_points2d", "control_points_conf", "object_R", "object_t"):  # fmt: skip
+    for name in ("joints2d", "joints2d_conf", "joints3d", "root3d", "mano_pose", "mano_shape"):
         entry[name] = fields[f"pred_{name}"][row].tolist()
+    for name in ("control_points2d", "control_points_conf", "object_R", "object_t"):
+        entry[name] = fields[f"pred_{name}"][row].tolist() if has_object else None
     return entry

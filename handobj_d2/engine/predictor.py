@@ -1,32 +1,23 @@
 """HandObjectPredictor: Detectron2's DefaultPredictor for the hand-object model.
 
 One call takes a BGR image of any size and returns the model output of docs/design.md ("Model
-output") in the image's pixels, plus ``hand_object.pred_root3d``. The model sees a square
+output") in the image's pixels, plus ``instances.pred_root3d``. The model sees a square
 ``INPUT.HANDOBJ.CROP_SIZE`` crop of the fused hand/object box enlarged ``INPUT.HANDOBJ.CROP_SCALE``
-times (the benchmarks' protocol), so without given boxes it runs twice: first on the whole image
-(letterboxed into the crop) to detect the hand and the object, then on the crop around them.
+times (the benchmarks' protocol), made by the test-time ``HandObjectDatasetMapper`` (the one
+implementation of the crop), so without a given hand box it runs twice: first on the whole
+image (letterboxed into the crop) to detect the hand and the object, then on the crop around
+them.
 """
 
-import cv2
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
-from ..data.transforms import transform_box
-from ..geometry import (
-    PALM_JOINTS,
-    box_control_points,
-    crop_matrix,
-    default_intrinsics,
-    estimate_root_translation,
-    union_box,
-)
+from ..data.dataset_mapper import HandObjectDatasetMapper
+from ..geometry import PALM_JOINTS, box_control_points, default_intrinsics, estimate_root_translation
 from ..modeling import hand_object_detections
-
-# Whole-image pass: the image's own box, unenlarged, becomes the square model input.
-_FULL_IMAGE_SCALE = 1.0
 
 
 class HandObjectPredictor:
@@ -48,9 +39,9 @@ class HandObjectPredictor:
         self.model = build_model(self.cfg)
         self.model.eval()
         DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.input_format = cfg.INPUT.FORMAT
         self.crop_size = cfg.INPUT.HANDOBJ.CROP_SIZE
         self.crop_scale = cfg.INPUT.HANDOBJ.CROP_SCALE
+        self._mappers = {}
         self._object_models = object_models
         self.has_trained_detector = cfg.MODEL.HANDOBJ.HAS_TRAINED_DETECTOR
 
@@ -84,17 +75,18 @@ class HandObjectPredictor:
         Args:
             image: (H, W, 3) uint8 BGR (OpenCV's order).
             camera_K: (3, 3) px intrinsics; ``geometry.default_intrinsics`` if None.
-            hand_box, object_box: [x1, y1, x2, y2] px; both given skip the detection pass,
-                otherwise the detected pair's boxes are used (required when
-                MODEL.HANDOBJ.HAS_TRAINED_DETECTOR is False).
+            hand_box, object_box: [x1, y1, x2, y2] px. A given hand box skips the detection
+                pass; ``object_box`` None then means a hand without an object. Without a hand
+                box the detected pair's boxes are used (a detector is then required:
+                MODEL.HANDOBJ.HAS_TRAINED_DETECTOR).
             object_name / control_points3d (21, 3) m: the object, for its 6-DoF pose (PnP).
 
         Returns:
-            dict with ``instances`` (detections) and ``hand_object`` (one row per hand-object
-            pair, docs/design.md) in the image's pixels; ``hand_object.pred_root3d`` (K, 3) m is the
-            wrist in the OpenCV camera frame (least squares from the palm's joints2d and
-            joints3d, which finger bending does not change; geometry.PALM_JOINTS), so
-            ``joints3d + root3d[:, None]`` are camera-frame joints.
+            dict with ``instances`` (one row per hand-object pair, docs/design.md "Model
+            output") and ``detections`` in the image's pixels; ``instances.pred_root3d``
+            (K, 3) m is the wrist in the OpenCV camera frame (least squares from the palm's
+            joints2d and joints3d, which finger bending does not change;
+            geometry.PALM_JOINTS), so ``joints3d + root3d[:, None]`` are camera-frame joints.
         """
         request = {
             "image": image,
@@ -111,28 +103,27 @@ class HandObjectPredictor:
         """Predict on several images at once; ``requests`` are dicts with the arguments of
         ``__call__`` (only ``image`` required). Returns one output dict per request."""
         requests = [self._complete(r) for r in requests]
-        to_detect = [r for r in requests if r["hand_box"] is None or r["object_box"] is None]
+        to_detect = [r for r in requests if r["hand_box"] is None]
         if to_detect and not self.has_trained_detector:
             raise ValueError(
                 "this model has no trained detector (MODEL.HANDOBJ.HAS_TRAINED_DETECTOR False, "
-                "e.g. the authors' released weights): give hand_box and object_box"
+                "e.g. the authors' released weights): give hand_box (and object_box)"
             )
         for request, output in zip(to_detect, self._run(to_detect, None)):
-            request["output"] = output  # the answer when no hand-object pair is found
-            pairs = output["hand_object"]
+            request["output"] = output  # the answer when no hand is found
+            pairs = output["instances"]
             if len(pairs):
-                request["hand_box"] = pairs.pred_hand_boxes.tensor[0].cpu().numpy()
-                request["object_box"] = pairs.pred_object_boxes.tensor[0].cpu().numpy()
-            else:
-                request["hand_box"] = request["object_box"] = None
+                request["hand_box"] = pairs.pred_boxes.tensor[0].cpu().numpy()
+                if bool(pairs.pred_has_object[0]):
+                    request["object_box"] = pairs.pred_object_boxes.tensor[0].cpu().numpy()
         found = [r for r in requests if r["hand_box"] is not None]
         for request, output in zip(found, self._run(found, self.crop_scale)):
             if "output" in request:  # keep the detector's view of the whole image and scores
                 detected = request["output"]
-                output["instances"] = detected["instances"]
-                pairs = output["hand_object"]
-                pairs.hand_scores = detected["hand_object"].hand_scores[:1]
-                pairs.object_scores = detected["hand_object"].object_scores[:1]
+                output["detections"] = detected["detections"]
+                pairs = output["instances"]
+                pairs.scores = detected["instances"].scores[:1]
+                pairs.object_scores = detected["instances"].object_scores[:1]
             request["output"] = output
         return [r["output"] for r in requests]
 
@@ -154,58 +145,55 @@ class HandObjectPredictor:
             request.setdefault(key, None)
         return request
 
+    def mapper(self, crop_scale=None):
+        """The test-time HandObjectDatasetMapper of this config, with another crop scale
+        when given."""
+        crop_scale = self.crop_scale if crop_scale is None else float(crop_scale)
+        if crop_scale not in self._mappers:
+            self._mappers[crop_scale] = HandObjectDatasetMapper(
+                self.cfg, is_train=False, crop_scale=crop_scale
+            )
+        return self._mappers[crop_scale]
+
     def model_input(self, request, crop_scale, view=None):
         """The model's input dict for a request (``image``, ``camera_K``, ``hand_box``,
-        ``object_box``, ``control_points3d``): the square crop of the fused box enlarged
-        ``crop_scale`` times (of the whole image when ``crop_scale`` is None), with the
-        intrinsics and boxes moved into the crop's pixels.
+        optional ``object_box``, ``control_points3d``), made by the test-time mapper: the
+        square crop of the fused box enlarged ``crop_scale`` times (of the whole image, with
+        no boxes, when ``crop_scale`` is None), with the intrinsics and boxes moved into the
+        crop's pixels.
 
-        ``view``: optional (3, 3) pixel transform applied to the image before the crop (e.g. an
-        in-plane rotation, for test-time augmentation); the crop's intrinsics are then left
-        out, since the view is no longer a pinhole camera's.
+        ``view``: optional (3, 3) pixel transform applied to the image before the crop (the
+        teacher's transformed views); the input then has no intrinsics (see the mapper).
         """
-        image = request["image"]
-        height, width = image.shape[:2]
-        if crop_scale is None:
-            matrix = crop_matrix([0, 0, width, height], self.crop_size, _FULL_IMAGE_SCALE)
-        else:
-            fused = union_box(np.asarray(request["hand_box"]), np.asarray(request["object_box"]))
-            matrix = crop_matrix(fused, self.crop_size, crop_scale)
-        if view is not None:
-            matrix = matrix @ view
-        crop = cv2.warpAffine(
-            image, matrix[:2], (self.crop_size, self.crop_size), flags=cv2.INTER_LINEAR
-        )
-        if self.input_format == "RGB":
-            crop = crop[:, :, ::-1]
-        record = {
-            "image": torch.as_tensor(np.ascontiguousarray(crop.transpose(2, 0, 1))),
-            "height": height,
-            "width": width,
-            "image_to_input": matrix,
-        }
-        if view is None and request.get("camera_K") is not None:
-            record["camera_K"] = matrix @ request["camera_K"]
-        if request.get("control_points3d") is not None:
-            record["control_points3d"] = request["control_points3d"]
+        record = {"camera_K": request.get("camera_K")}
         if crop_scale is not None:
             for key in ("hand_box", "object_box"):
-                record[key] = transform_box(request[key], matrix)
-        return record
+                if request.get(key) is not None:
+                    record[key] = request[key]
+        out = self.mapper(crop_scale).map(record, request["image"], view=view)
+        for key in ("instances", "hand_object"):  # the empty ground truth of a bare record
+            del out[key]
+        if request.get("control_points3d") is not None:
+            out["control_points3d"] = torch.as_tensor(
+                np.asarray(request["control_points3d"], dtype=np.float32)
+            )
+        return out
 
     def _run(self, requests, crop_scale):
         """Model outputs on the whole images (``crop_scale`` None: detected boxes) or on the
         crops around the requests' boxes (given as ``detected_instances``)."""
-        if not requests:  # every image had given boxes, or none had a pair
+        if not requests:  # every image had a given hand box, or none had a hand
             return []
         inputs = [self.model_input(r, crop_scale) for r in requests]
         given = None
         if crop_scale is not None:
             size = (self.crop_size, self.crop_size)
-            given = [hand_object_detections(size, x["hand_box"], x["object_box"]) for x in inputs]
+            given = [
+                hand_object_detections(size, x["hand_box"], x.get("object_box")) for x in inputs
+            ]
         outputs = self.model.inference(inputs, detected_instances=given)
         for request, output in zip(requests, outputs):
-            pairs = output["hand_object"]
+            pairs = output["instances"]
             pairs.pred_root3d = root_translations(pairs, request["camera_K"])
         return outputs
 

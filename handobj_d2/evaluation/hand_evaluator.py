@@ -47,8 +47,9 @@ def gather_per_image(predictions, distributed=True):
 
 
 def first_pair(output):
-    """The highest-scoring hand-object pair (row 0 of ``output["hand_object"]``) or None."""
-    pairs = output.get("hand_object")
+    """The highest-scoring hand-object pair (row 0 of the model output's ``instances``, with
+    or without an object) or None."""
+    pairs = output.get("instances")
     if pairs is None or not pairs.get_fields() or len(pairs) == 0:
         return None
     return pairs[0]

@@ -42,8 +42,10 @@ class ObjectPoseEvaluator(DatasetEvaluator):
     (ADD-S for symmetric objects), ``ADD0.1D_seen`` / ``ADD0.1D_unseen`` (means over classes),
     ``REP5px``, ``pose_valid`` (images with a pose), and over images with a pose ``ADD_mm``,
     ``reprojection_px`` and ``control_points_mm`` (FPHA-style mean control-point distance).
-    A failed PnP (``pred_object_pose_valid`` False) or a missing prediction is a miss (infinite
-    error). With ``output_dir``, the predicted poses go to ``object_poses.json``.
+    A failed PnP (``pred_object_pose_valid`` False) or a missing prediction (no pair, or a pair
+    without an object: ``pred_has_object`` False) is a miss (infinite error) where the record
+    has an object pose; records without one (a hand holding nothing) are not scored. With
+    ``output_dir``, the predicted poses go to ``object_poses.json``.
     """
 
     def __init__(self, dataset_name, output_dir=None, distributed=True):
@@ -59,7 +61,9 @@ class ObjectPoseEvaluator(DatasetEvaluator):
         for sample, output in zip(inputs, outputs):
             pair = first_pair(output)
             prediction = None
-            if pair is not None and pair.has("pred_object_R") and pair.has("pred_object_t"):
+            has_object = pair is not None and pair.has("pred_has_object")
+            has_object = has_object and bool(pair.pred_has_object[0])
+            if has_object and pair.has("pred_object_R") and pair.has("pred_object_t"):
                 valid = field(pair, "pred_object_pose_valid")
                 prediction = {
                     "object_R": field(pair, "pred_object_R"),

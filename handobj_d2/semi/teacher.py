@@ -178,18 +178,19 @@ class Teacher:
         return out
 
     def _detect(self, requests):
-        """The detector's pair per frame (boxes and scores) or None; in plain mode the poses
-        of that predictor call are kept and reused by ``_plain_poses``."""
+        """The detector's pair per frame (boxes and scores) or None (no hand, or a hand
+        without an object: a pseudo-label is a hand-object pair); in plain mode the poses of
+        that predictor call are kept and reused by ``_plain_poses``."""
         out = []
         for request, output in zip(requests, self.predictor.predict_batch(requests)):
-            pairs = output["hand_object"]
-            if not len(pairs):
+            pairs = output["instances"]
+            if not len(pairs) or not bool(pairs.pred_has_object[0]):
                 out.append(None)
                 continue
             out.append(
                 {
-                    "hand_box": pairs.pred_hand_boxes.tensor[0].cpu().numpy().astype(np.float64),
-                    "hand_score": float(pairs.hand_scores[0]),
+                    "hand_box": pairs.pred_boxes.tensor[0].cpu().numpy().astype(np.float64),
+                    "hand_score": float(pairs.scores[0]),
                     "object_box": pairs.pred_object_boxes.tensor[0]
                     .cpu()
                     .numpy()
@@ -206,7 +207,7 @@ class Teacher:
         todo = [(r, d) for r, d in zip(requests, detections) if "pose" not in r]
         given = [{**r, "hand_box": d["hand_box"], "object_box": d["object_box"]} for r, d in todo]
         for (request, _), output in zip(todo, self.predictor.predict_batch(given)):
-            request["pose"] = _pose_fields(output["hand_object"])
+            request["pose"] = _pose_fields(output["instances"])
         return [r["pose"] for r in requests]
 
     def _averaged_poses(self, requests, detections):
@@ -222,7 +223,8 @@ class Teacher:
 
     def _transformed_input(self, request, detection, scale, degrees):
         """Model input of one transform: the frame rotated by ``degrees`` about the centre of
-        the fused box, cropped to ``scale`` x CROP_SCALE x that box. Returns (record, Rz)."""
+        the fused box, then the mapper's crop of the rotated boxes, enlarged ``scale`` x
+        CROP_SCALE times. Returns (record, Rz)."""
         fused = union_box(detection["hand_box"], detection["object_box"])
         centre = (fused[:2] + fused[2:]) / 2
         rotation = np.eye(3)
