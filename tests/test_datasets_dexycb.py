@@ -3,17 +3,27 @@ labels_%06d.npz, YCB OBJ models): the s0 split rule, the kept frames (right hand
 present, grasped object posed and in the grasp), records checked by hand, MANO PCA -> full
 axis-angle, and errors naming the files."""
 
+import json
 import logging
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from handobj_d2.data.datasets import load_dexycb, register_dexycb
-from handobj_d2.data.datasets.dexycb import DEXYCB_SERIALS, DEXYCB_SUBJECTS, dexycb_layout
+from handobj_d2.data.datasets.dexycb import (
+    DEXYCB_SERIALS,
+    DEXYCB_SUBJECTS,
+    dexycb_layout,
+    dexycb_object_models,
+)
+from handobj_d2.engine import setup_cfg
+from handobj_d2.engine.trainer import HandObjectTrainer
 from handobj_d2.mano import load_mano_model
 
 RANDOM_MANO = str(Path(__file__).parent / "fixtures" / "mano" / "mano_format_random_chumpy.pkl")
@@ -269,3 +279,34 @@ def test_missing_colour_images_are_listed_at_load_time(tree):
     message = str(error.value)
     assert message.startswith("fixture: 3 of 8 colour images are missing: ")
     assert all(str(image) in message for image in images)
+
+
+@pytest.mark.parametrize("boxes", ["given", "detected"])
+def test_a_hand_only_frame_is_evaluated(tree, tmp_path, boxes):
+    """The s0 protocol keeps frames whose grasped object has no pose (hand only). Through
+    ``trainer.test`` such a frame gets a hand prediction (not a miss: its joints are not all at
+    the wrist) and no object score, with given and with detected boxes."""
+    records = load_dexycb(tree, "train", mano_path=RANDOM_MANO, dataset_name="fixture")
+    (record,) = [r for r in records if len(r["annotations"]) == 1][:1]
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    record = {**record, "file_name": str(tmp_path / "frame.png")}
+    assert cv2.imwrite(record["file_name"], image)
+    name = f"dexycb_hand_only_{boxes}"
+    DatasetCatalog.register(name, lambda: [record])
+    models = dexycb_object_models(tree)
+    MetadataCatalog.get(name).set(evaluator_type="handobj", object_models=models)
+    try:
+        cfg = setup_cfg("configs/synthetic/handobj_tiny.yaml", [
+            "MODEL.MANO.MODEL_PATH", RANDOM_MANO, "MODEL.HANDOBJ.INFERENCE_BOXES", boxes,
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "DATASETS.TEST", f"('{name}',)",
+            "OUTPUT_DIR", str(tmp_path), "MODEL.DEVICE", "cpu",
+        ])  # fmt: skip
+        torch.manual_seed(0)
+        model = HandObjectTrainer.build_model(cfg).eval()
+        results = HandObjectTrainer.test(cfg, model)  # one dataset: its results
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert np.isfinite(results["hand"]["MPJPE_mm"]) and "object" not in results
+    joints, _ = json.loads((tmp_path / "inference" / name / "pred.json").read_text())
+    assert np.ptp(np.asarray(joints[0]), axis=0).max() > 1e-4  # a prediction, not a miss

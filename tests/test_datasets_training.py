@@ -60,7 +60,7 @@ def test_train_and_test_loaders_feed_the_model(datasets):
     model.eval()
     with torch.no_grad():
         (output,) = model([sample])
-    assert output["hand_object"].pred_joints2d.shape == (1, 21, 2)
+    assert output["instances"].pred_joints2d.shape == (1, 21, 2)
     # A test-time record with only given boxes (demo, unlabeled video) runs too.
     boxes_only = {
         "file_name": sample_record(datasets["evaluation"])["file_name"],
@@ -71,10 +71,8 @@ def test_train_and_test_loaders_feed_the_model(datasets):
     mapped = HandObjectDatasetMapper(cfg, False)(boxes_only)
     with torch.no_grad():
         (output,) = model([mapped])
-    assert output["hand_object"].pred_hand_boxes.tensor.shape == (1, 4)
-    assert torch.allclose(
-        output["hand_object"].pred_hand_boxes.tensor[0], torch.tensor([20.0, 5, 50, 30])
-    )
+    assert output["instances"].pred_boxes.tensor.shape == (1, 4)
+    assert torch.allclose(output["instances"].pred_boxes.tensor[0], torch.tensor([20.0, 5, 50, 30]))
 
 
 def sample_record(name):

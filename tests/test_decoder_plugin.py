@@ -74,9 +74,15 @@ def test_a_registered_decoder_trains_and_poses_the_object_with_pnp():
     with torch.no_grad():
         head.bias.copy_(gt[0] - GRID)
     model.eval()
+    # Inference reads the protocol's inputs (as the test-time mapper gives them), not gt_*.
+    sample.update(
+        hand_box=pair.gt_hand_boxes.tensor[0],
+        object_box=pair.gt_object_boxes.tensor[0],
+        control_points3d=pair.gt_control_points3d[0],
+    )
     with torch.no_grad():
         (out,) = model([sample])
-    ho = out["hand_object"]
+    ho = out["instances"]
     torch.testing.assert_close(ho.pred_control_points2d, pair.gt_control_points2d)
     assert ho.pred_object_pose_valid.tolist() == [True]
     torch.testing.assert_close(ho.pred_object_R, pair.gt_object_R, atol=1e-3, rtol=0)

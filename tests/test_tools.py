@@ -92,9 +92,10 @@ def test_predictor_returns_every_documented_field(predictor, tiny_synthetic_root
     hand_box, object_box = [30.0, 20.0, 90.0, 80.0], [60.0, 40.0, 120.0, 100.0]
     points = np.random.default_rng(0).uniform(-0.05, 0.05, (21, 3))
     output = predictor(image, hand_box=hand_box, object_box=object_box, control_points3d=points)
-    pairs = output["hand_object"]
+    pairs = output["instances"]
     expected = {
-        "hand_scores": (1,), "object_scores": (1,), "pred_joints2d": (1, 21, 2),
+        "scores": (1,), "pred_classes": (1,), "pred_has_object": (1,), "object_scores": (1,),
+        "pred_joints2d": (1, 21, 2),
         "pred_joints2d_conf": (1, 21), "pred_mano_pose": (1, 48), "pred_mano_shape": (1, 10),
         "pred_joints3d": (1, 21, 3), "pred_vertices": (1, 778, 3),
         "pred_control_points2d": (1, 21, 2), "pred_control_points_conf": (1, 21),
@@ -105,9 +106,9 @@ def test_predictor_returns_every_documented_field(predictor, tiny_synthetic_root
         assert tuple(pairs.get(name).shape) == shape, name
     assert pairs.image_size == (height, width)
     # Given boxes come back unchanged, in the image's pixels, with score 1.
-    assert np.allclose(pairs.pred_hand_boxes.tensor[0].numpy(), hand_box, atol=1e-3)
+    assert np.allclose(pairs.pred_boxes.tensor[0].numpy(), hand_box, atol=1e-3)
     assert np.allclose(pairs.pred_object_boxes.tensor[0].numpy(), object_box, atol=1e-3)
-    assert float(pairs.hand_scores[0]) == 1.0
+    assert float(pairs.scores[0]) == 1.0 and pairs.pred_has_object.tolist() == [True]
     # The model's wrist is its origin; confidences are probabilities; rotations orthonormal.
     assert torch.allclose(pairs.pred_joints3d[0, 0], torch.zeros(3), atol=1e-6)
     assert ((pairs.pred_joints2d_conf >= 0) & (pairs.pred_joints2d_conf <= 1)).all()
@@ -115,8 +116,19 @@ def test_predictor_returns_every_documented_field(predictor, tiny_synthetic_root
     assert torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-4)
     # Without boxes the detector runs on the whole image first.
     detected = predictor(image)
-    assert detected["instances"].image_size == (height, width)
-    assert detected["hand_object"].pred_root3d.shape[1:] == (3,)
+    assert detected["detections"].image_size == (height, width)
+    assert detected["instances"].pred_root3d.shape[1:] == (3,)
+    # A given hand box alone: a hand holding nothing, the same hand as with the object box
+    # when the crop is the same (the object box inside the hand box).
+    inner = [40.0, 30.0, 80.0, 70.0]
+    alone = predictor(image, hand_box=hand_box, control_points3d=points)["instances"]
+    held = predictor(image, hand_box=hand_box, object_box=inner, control_points3d=points)
+    assert len(alone) == 1 and alone.pred_has_object.tolist() == [False]
+    assert alone.pred_object_pose_valid.tolist() == [False]
+    assert torch.isnan(alone.pred_object_t).all() and torch.isnan(alone.pred_object_R).all()
+    assert np.allclose(alone.pred_boxes.tensor[0].numpy(), hand_box, atol=1e-3)
+    torch.testing.assert_close(alone.pred_joints3d, held["instances"].pred_joints3d)
+    torch.testing.assert_close(alone.pred_root3d, held["instances"].pred_root3d)
 
 
 def test_demo_on_image_folder_and_video(tiny_synthetic_root, tmp_path):
@@ -157,6 +169,26 @@ def _demo(datasets_root, *args):
     result = subprocess.run(command, env=_env(datasets_root), cwd=REPO, capture_output=True,
                             text=True, timeout=300)  # fmt: skip
     return result.returncode, result.stderr
+
+
+def test_demo_with_a_hand_box_and_no_object_box(tiny_synthetic_root, tmp_path):
+    """tools/demo.py --hand-box without --object-box: a hand holding nothing, no object in
+    predictions.json (strict JSON: no NaN)."""
+    image = _eval_image(tiny_synthetic_root)
+    hand_box = [30.0, 20.0, 90.0, 80.0]
+    code, err = _demo(tiny_synthetic_root.parent, "--input", str(image), "--output",
+                      str(tmp_path / "out"), "--hand-box", *map(str, hand_box))  # fmt: skip
+    assert code == 0, err
+    text = (tmp_path / "out" / "predictions.json").read_text()
+    (entry,) = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    (pair,) = entry["pairs"]
+    np.testing.assert_allclose(pair["hand_box"], hand_box, atol=1e-3)
+    assert pair["has_object"] is False and pair["object_box"] is None
+    assert pair["object_R"] is None and pair["object_pose_valid"] is False
+    assert np.asarray(pair["joints3d_camera"]).shape == (21, 3)
+    code, err = _demo(tiny_synthetic_root.parent, "--input", str(image), "--output",
+                      str(tmp_path / "bad"), "--object-box", *map(str, hand_box))  # fmt: skip
+    assert code == 1 and "--object-box needs --hand-box" in err
 
 
 def test_demo_bad_input_exits_with_a_message(tiny_synthetic_root, tmp_path):
