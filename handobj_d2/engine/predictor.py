@@ -16,7 +16,12 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 
 from ..data.dataset_mapper import HandObjectDatasetMapper
-from ..geometry import PALM_JOINTS, box_control_points, default_intrinsics, estimate_root_translation
+from ..geometry import (
+    PALM_JOINTS,
+    box_control_points,
+    default_intrinsics,
+    estimate_root_translation,
+)
 from ..modeling import hand_object_detections
 
 

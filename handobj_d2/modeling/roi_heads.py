@@ -1,11 +1,13 @@
 """ROI heads: Detectron2's two-class (hand, object) box head plus the hand-object pose branch.
 
 The pose branch works on *pairs*: per image an ``Instances`` whose rows are hand-object pairs,
-with ``gt_hand_boxes`` and ``gt_object_boxes`` in training (the mapper's ``hand_object``) and
-``pred_hand_boxes`` and ``pred_object_boxes`` at inference (Boxes, model-input pixels). It pools 32x32 ROIAlign
-features from P2 for the hand box, the object box and their intersection (zero where the
-boxes do not intersect), runs contextual reasoning (object query, intersection key), the hand
-decoder and the object decoder.
+with ``gt_hand_boxes`` and ``gt_object_boxes`` in training (the mapper's ``hand_object``); at
+inference the rows are hand detections (``pred_boxes``) with their ``pred_object_boxes`` and
+``pred_has_object`` (Boxes, model-input pixels), and the pose outputs become fields of those
+Instances (docs/design.md "Model output"). It pools 32x32 ROIAlign features from P2 for the
+hand box, the object box and their intersection (zero where the boxes do not intersect), runs
+contextual reasoning (object query, intersection key), the hand decoder and the object
+decoder; a hand without an object skips the last two.
 """
 
 import torch

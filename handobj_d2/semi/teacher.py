@@ -17,8 +17,9 @@ hand box and score, and the box and score of the object that hand is in contact 
 
 Data distillation (``SEMI.MODE`` "distillation", Radosavovic et al. 2018): each frame is predicted
 under every transform of SEMI.DISTILLATION_SCALES x SEMI.DISTILLATION_ROTATIONS and the
-predictions are averaged (``modeling.HandObjectTTA``). A transform (s, a) crops s x INPUT.HANDOBJ.CROP_SCALE x the fused box
-and rotates the image by a degrees (counter-clockwise as displayed) about the crop centre. 2D
+predictions are averaged (``modeling.HandObjectTTA``). A transform (s, a) rotates the image by
+a degrees (counter-clockwise as displayed) about the centre of the fused box, then the
+test-time mapper crops the rotated boxes enlarged s x INPUT.HANDOBJ.CROP_SCALE times. 2D
 outputs come back in the frame's pixels through the inverse of the input transform; the 3D
 root-relative joints are turned back by the inverse camera roll. Rotating an image by
 Q = [[cos a, sin a], [-sin a, cos a]] (pixel coordinates, y down) about the principal point is
