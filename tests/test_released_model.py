@@ -166,7 +166,7 @@ def _run_both(converted, dtype):
     ]
     with torch.no_grad():
         # Model-input pixels (the inputs are the whole images, so no mapping back is needed).
-        ours = [out["hand_object"] for out in model.inference(inputs, do_postprocess=False)]
+        ours = model.inference(inputs, do_postprocess=False)
         ref = reference(torch.stack(images).to(dtype) / 255, hand_boxes, object_boxes)
     hook.remove()
     # Our PnP input: the votes the model's object head selects from its cells.
@@ -326,12 +326,12 @@ def test_demo_with_given_boxes_matches_the_released_network(converted, tmp_path)
     request = predictor._complete({"image": image, "hand_box": hand_box, "object_box": object_box})
     record = predictor.model_input(request, predictor.crop_scale)
     crop = record["image"][None].float() / 255  # RGB, as the released network reads it
-    boxes = [torch.tensor(record[k], dtype=torch.float32)[None] for k in ("hand_box", "object_box")]
+    boxes = [torch.as_tensor(record[k], dtype=torch.float32)[None] for k in ("hand_box", "object_box")]
     with torch.no_grad():
         ref = reference.float()(crop, *boxes)
     size = boxes[0][:, 2:] - boxes[0][:, :2]
     joints_crop = (ref["joints2d"] * size[:, None] + boxes[0][:, None, :2])[0].double().numpy()
-    to_image = np.linalg.inv(record["image_to_input"])
+    to_image = np.linalg.inv(np.asarray(record["image_to_input"], dtype=np.float64))
     joints_image = joints_crop @ to_image[:2, :2].T + to_image[:2, 2]
     np.testing.assert_allclose(pair["joints2d"], joints_image, atol=0.05)
 
@@ -421,6 +421,9 @@ def test_mapper_released_test_boxes(width, crop_box):
         atol=1e-3,
     )
     np.testing.assert_allclose(in_image([0, 0, 128, 128]), crop_box, atol=1e-3)
+    # Inference reads the protocol's boxes from the plain keys, which are these boxes.
+    torch.testing.assert_close(out["hand_box"], out["hand_object"].gt_hand_boxes.tensor[0])
+    torch.testing.assert_close(out["object_box"], out["hand_object"].gt_object_boxes.tensor[0])
 
 
 def test_converter_reorders_heatmaps_from_ho3d_order(converted, tmp_path):

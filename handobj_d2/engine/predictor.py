@@ -119,8 +119,11 @@ class HandObjectPredictor:
             pairs = output["instances"]
             if len(pairs):
                 request["hand_box"] = pairs.pred_boxes.tensor[0].cpu().numpy()
-                if bool(pairs.pred_has_object[0]):
-                    request["object_box"] = pairs.pred_object_boxes.tensor[0].cpu().numpy()
+                request["object_box"] = (
+                    pairs.pred_object_boxes.tensor[0].cpu().numpy()
+                    if bool(pairs.pred_has_object[0])
+                    else None
+                )
         found = [r for r in requests if r["hand_box"] is not None]
         for request, output in zip(found, self._run(found, self.crop_scale)):
             if "output" in request:  # keep the detector's view of the whole image and scores
