@@ -243,6 +243,25 @@ def test_hand_metrics_pred_json_and_object_metrics(dataset, hand_layer, tmp_path
     assert [p["valid"] for p in poses] == [True, True, True, False, False]
 
 
+def test_a_pair_without_object_scores_the_hand_and_misses_the_object(dataset, tmp_path):
+    """Record 0's prediction is a hand without an object (``pred_has_object`` False, NaN object
+    fields): its hand counts as before, its annotated object is a miss; the box class keeps
+    record 1's miss, so no box pose is found."""
+    name, records, gt_vertices = dataset
+    outputs, _ = _outputs(records, gt_vertices)
+    alone = outputs[0]["instances"]
+    alone.pred_has_object = torch.tensor([False])
+    alone.pred_object_R = torch.full((1, 3, 3), float("nan"))
+    alone.pred_object_t = torch.full((1, 3), float("nan"))
+    alone.pred_object_pose_valid = torch.tensor([False])
+    evaluators = DatasetEvaluators(
+        [HandPoseEvaluator(name, output_dir=str(tmp_path)), ObjectPoseEvaluator(name)]
+    )
+    results = _run(evaluators, records, outputs)
+    assert results["hand"]["MPJPE_mm"] == pytest.approx(10.0, abs=1e-4)
+    assert results["object"]["ADD0.1D_box"] == 0.0 and results["object"]["pose_valid"] == 50.0
+
+
 def test_without_3d_ground_truth_only_pred_json_is_written(dataset, tmp_path):
     name, records, gt_vertices = dataset
     outputs, _ = _outputs(records, gt_vertices)

@@ -183,6 +183,25 @@ def test_detected_box_inference_pairs_the_best_hand_with_its_object():
     assert not ho.pred_object_pose_valid.any()  # no intrinsics given: no PnP
 
 
+def test_roi_heads_follow_detectron2s_inference_contract():
+    """``forward`` at inference returns (list[Instances], {}): the pose fields on the rows of
+    the pairs the box head's detections give, as ``inference(do_postprocess=False)``."""
+    model = tiny_model(
+        "MODEL.HANDOBJ.INFERENCE_BOXES", "detected", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0
+    ).eval()
+    image = torch.randint(0, 256, (3, 96, 96), dtype=torch.uint8)
+    with torch.no_grad():
+        (plain,) = model.inference([{"image": image}], do_postprocess=False)
+        images = model.preprocess_image([{"image": image}])
+        features = model.backbone(images.tensor)
+        proposals, _ = model.proposal_generator(images, features, None)
+        (rows,), extra = model.roi_heads(images, features, proposals)
+    assert extra == {} and isinstance(rows, Instances) and len(rows) == 1
+    assert rows.pred_classes.tolist() == [0] and not rows.has("pred_object_R")
+    torch.testing.assert_close(rows.pred_boxes.tensor, plain.pred_boxes.tensor)
+    torch.testing.assert_close(rows.pred_joints3d, plain.pred_joints3d)
+
+
 def test_no_hand_gives_empty_rows():
     model = tiny_model().eval()
     image = torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)
