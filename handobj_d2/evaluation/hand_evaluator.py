@@ -162,7 +162,12 @@ class HandPoseEvaluator(DatasetEvaluator):
             logger.info("%s: no 3D hand ground truth; wrote pred.json only", self._dataset_name)
             return {}
         results = OrderedDict(hand=metrics)
-        # ---- the challenge's own scores of the submission (FreiHAND, issue 30) ----
+        # ---- issue 30: which columns exist; the challenge's own scores (FreiHAND) ----
+        if "PA_mesh_AUC" not in metrics:
+            logger.info(
+                "%s: no ground-truth meshes (vertices3d or MANO labels): joint metrics only; "
+                "mesh AUC and F-scores (F5, F15) not computed", self._dataset_name,
+            )  # fmt: skip
         official = official_scores(self._submission_format, records, submission)
         if official is not None:
             results[self._submission_format] = official
