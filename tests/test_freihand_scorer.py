@@ -5,17 +5,16 @@ reference written from the official eval.py's formulas in test_ho3d_scorer."""
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 from test_ho3d_scorer import _dataset, _reference_scores
 
+from tools.evaluate_freihand import main as evaluate_freihand_tool
+
 from handobj_d2.evaluation.freihand_scorer import evaluate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = [
     "xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d", "mesh_mean3d", "mesh_auc3d",
     "mesh_al_mean3d", "mesh_al_auc3d", "f_score_5", "f_al_score_5", "f_score_15",
@@ -112,7 +111,7 @@ def test_fscore_of_hand_made_point_sets(tmp_path):
 
 
 def test_scores_match_the_official_formulas(tmp_path):
-    data = _dataset(seed=0, per_level=3)
+    data = _dataset(seed=0, per_level=2)
     _write(tmp_path / "in", *data)
     scores = _scores(tmp_path / "in", tmp_path / "out")
     expected = _reference_scores(*data)
@@ -137,22 +136,21 @@ def test_scores_match_the_official_formulas(tmp_path):
         assert scores[key] == pytest.approx(expected[key], abs=1e-6), key
 
 
-def test_command_line_prints_json_and_names_bad_inputs(tmp_path):
+def test_command_line_prints_json_and_names_bad_inputs(tmp_path, capsys):
     gt_joints, gt_vertices, pred_joints, pred_vertices = _dataset(seed=3, per_level=1)
     pred = _write(tmp_path / "in", gt_joints, gt_vertices, pred_joints, pred_vertices)
-    command = [sys.executable, os.path.join(ROOT, "tools", "evaluate_freihand.py"), pred,
-               str(tmp_path / "in"), str(tmp_path / "out")]  # fmt: skip
-    tool = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert tool.returncode == 0, tool.stderr
-    printed = json.loads(tool.stdout)
+    arguments = [pred, str(tmp_path / "in"), str(tmp_path / "out")]
+    assert evaluate_freihand_tool(arguments) == 0
+    printed = json.loads(capsys.readouterr().out)
     assert list(printed) == KEYS
     written = open(tmp_path / "out" / "scores.txt").read()
     assert f"xyz_al_mean3d: {printed['xyz_al_mean3d']:f}" in written
 
+    # Bad input: exit status 1 and one line naming the file, no traceback.
     _write(tmp_path / "in", gt_joints, gt_vertices, pred_joints[:-1], pred_vertices)
-    tool = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert tool.returncode == 1 and "Traceback" not in tool.stderr
-    assert "pred.json has 4 joint predictions" in tool.stderr
+    assert evaluate_freihand_tool(arguments) == 1
+    error = capsys.readouterr().err
+    assert "pred.json has 4 joint predictions" in error and "Traceback" not in error
     os.remove(tmp_path / "in" / "evaluation_verts.json")
     with pytest.raises(FileNotFoundError, match="evaluation_verts.json: file not found"):
         evaluate(pred, str(tmp_path / "in"), str(tmp_path / "out"))
