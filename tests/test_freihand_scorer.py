@@ -11,9 +11,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 from test_ho3d_scorer import _dataset, _reference_scores
 
-from tools.evaluate_freihand import main as evaluate_freihand_tool
-
 from handobj_d2.evaluation.freihand_scorer import evaluate
+from tools.evaluate_freihand import main as evaluate_freihand_tool
 
 KEYS = [
     "xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d", "mesh_mean3d", "mesh_auc3d",
