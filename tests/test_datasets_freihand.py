@@ -19,6 +19,7 @@ from handobj_d2.data.synthetic.freihand import generate_freihand_dataset
 from handobj_d2.evaluation import HandPoseEvaluator
 from handobj_d2.evaluation.freihand_scorer import evaluate as evaluate_freihand
 from handobj_d2.mano import HandLayer, load_mano_model
+from tools.make_synthetic_dataset import main as make_synthetic_dataset
 
 FRAMES, EVALUATION, VERSIONS = 3, 2, 4
 
@@ -202,3 +203,18 @@ def test_evaluator_writes_the_submission_and_the_official_scores(root, tmp_path)
     assert official["xyz_mean3d"] == pytest.approx(1.0, abs=1e-3)
     assert official["xyz_al_mean3d"] == pytest.approx(0.0, abs=1e-3)
     assert official["f_al_score_5"] == pytest.approx(1.0)
+
+
+def test_make_synthetic_dataset_tool_writes_a_freihand_tree(tmp_path):
+    output = str(tmp_path / "synthetic_freihand")
+    arguments = ["--format", "freihand", "--output", output, "--train", "2", "--eval", "1",
+                 "--versions", "2", "--image-size", "96", "96"]  # fmt: skip
+    assert make_synthetic_dataset(arguments) == 0
+    records = load_freihand(output, "training", os.path.join(output, "mano"))
+    assert len(records) == 4 and (records[0]["height"], records[0]["width"]) == (96, 96)
+    assert "mano_pose" in records[3]["annotations"][0]
+    assert len(load_freihand(output, "evaluation")) == 1
+    masks = sorted(os.listdir(os.path.join(output, "training", "mask")))
+    assert masks == ["00000000.jpg", "00000001.jpg"]
+    with pytest.raises(SystemExit, match="not empty"):
+        make_synthetic_dataset(arguments)

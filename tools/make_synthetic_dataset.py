@@ -26,7 +26,8 @@ from handobj_d2.data.synthetic import (
     generate_dataset,
     prepare_output,
 )
-from handobj_d2.data.synthetic.freihand import SAMPLE_VERSIONS, generate_freihand_dataset
+from handobj_d2.data.datasets.freihand import SAMPLE_VERSIONS
+from handobj_d2.data.synthetic.freihand import generate_freihand_dataset
 
 # Image size (W, H) of each format when --image-size is not given: HO3D-like, FreiHAND's crops.
 DEFAULT_IMAGE_SIZE = {"ho3d": (320, 240), "freihand": (224, 224)}

@@ -31,8 +31,7 @@ from ...geometry import project_points
 from ...mano import load_mano_model, write_synthetic_mano
 from ...mano.layer import MANOPTH_FINGERTIPS
 from ...utils.io import write_atomically
-from ..datasets.freihand import SAMPLE_VERSIONS  # noqa: F401  (re-exported for the tool)
-from .backgrounds import render_background
+from ..datasets.freihand import SAMPLE_VERSIONS
 from .generate import SUMMARY_FILE, SyntheticSceneGenerator, _axis_angle, _rng
 from .grasp import PalmFrame
 from .render import render_frame
@@ -68,10 +67,10 @@ class FreiHANDSceneGenerator(SyntheticSceneGenerator):
         K = sample_camera(rng, self.width, self.height)
         shape = sample_betas(rng, self.domain)
         skin, lighting = sample_skin(rng, self.domain), sample_lighting(rng, self.domain)
+        palm_axes = PalmFrame.from_joints(self.grasps.rest(shape)[1]).matrix()
         for _ in range(ATTEMPTS):
             finger_pose, vertices, joints = self.grasps.open_hand(rng, shape)
-            rest_joints = self.grasps.rest(shape)[1]
-            rotation = sample_hand_rotation(rng, PalmFrame.from_joints(rest_joints).matrix())
+            rotation = sample_hand_rotation(rng, palm_axes)
             turned = vertices @ rotation.T
             centre = (turned.max(0) + turned.min(0)) / 2
             extent = (turned.max(0) - turned.min(0))[:2].max()
