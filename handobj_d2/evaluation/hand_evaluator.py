@@ -8,12 +8,13 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..constants import HAND_CLASS, NUM_JOINTS, NUM_MANO_VERTICES
 from ..geometry import MANOPTH_TO_HO3D, opengl_to_opencv
+from . import freihand_scorer
 from .metrics import (
     FSCORE_THRESHOLDS,
     fscores,
@@ -82,7 +83,11 @@ class HandPoseEvaluator(DatasetEvaluator):
     order, one entry per dataset record in DatasetCatalog order. The model's root-relative
     predictions are placed at the record's ``root3d`` (or ground-truth wrist), which HO3D's
     evaluation split provides, else left at the camera origin. An image without a prediction
-    gets all its points at that root.
+    gets all its points at that root. Datasets whose metadata says
+    ``hand_submission_format="freihand"`` get FreiHAND's format instead (OpenCV frame, manopth
+    joint order; FreiHAND gives no root, so its raw scores are root-relative errors) and, with
+    the released ground truth on every record, the official scores as ``{"freihand": {...}}``
+    (``freihand_scorer`` keys, equal to ``tools/evaluate_freihand.py`` on that pred.json).
 
     Metrics (images whose hand annotation has ``joints3d``), returned as ``{"hand": {...}}``:
     ``MPJPE_mm`` and ``AUC`` (root-relative joints), ``PA_MPJPE_mm`` and ``PA_AUC``
@@ -115,6 +120,9 @@ class HandPoseEvaluator(DatasetEvaluator):
         self._distributed = distributed
         self._hand_layer = hand_layer
         self._write_pred_json = write_pred_json
+        self._submission_format = MetadataCatalog.get(dataset_name).get(
+            "hand_submission_format", "ho3d"
+        )
         self.reset()
 
     def reset(self):
@@ -143,8 +151,9 @@ class HandPoseEvaluator(DatasetEvaluator):
                 "%s: %d of %d images have no hand prediction", self._dataset_name, missing,
                 len(records),
             )  # fmt: skip
+        submission = self._submission(records, predictions)
         if self._output_dir and self._write_pred_json:
-            self._write_challenge_file(records, predictions)
+            self._write_challenge_file(*submission)
         metrics, per_frame = self._metrics(records, predictions)
         if self._output_dir and per_frame:
             os.makedirs(self._output_dir, exist_ok=True)
@@ -153,10 +162,24 @@ class HandPoseEvaluator(DatasetEvaluator):
         if not metrics:
             logger.info("%s: no 3D hand ground truth; wrote pred.json only", self._dataset_name)
             return {}
-        return OrderedDict(hand=metrics)
+        results = OrderedDict(hand=metrics)
+        # ---- issue 30: which columns exist; the challenge's own scores (FreiHAND) ----
+        if "PA_mesh_AUC" not in metrics:
+            logger.info(
+                "%s: no ground-truth meshes (vertices3d or MANO labels): joint metrics only; "
+                "mesh AUC and F-scores (F5, F15) not computed", self._dataset_name,
+            )  # fmt: skip
+        official = official_scores(self._submission_format, records, submission)
+        if official is not None:
+            results[self._submission_format] = official
+        return results
 
-    def _write_challenge_file(self, records, predictions):
+    def _submission(self, records, predictions):
+        """The challenge file's joints (N, 21, 3) and vertices (N, 778, 3), one entry per
+        record, in the dataset's ``hand_submission_format`` (SUBMISSION_FORMATS), rounded as
+        written."""
         joints_out, vertices_out = [], []
+        to_submission = SUBMISSION_FORMATS[self._submission_format]
         for record in records:
             annotation = annotation_of(record, HAND_CLASS) or {}
             root = _root3d(annotation)
@@ -165,16 +188,23 @@ class HandPoseEvaluator(DatasetEvaluator):
             vertices = prediction.get("vertices")
             joints = np.zeros((NUM_JOINTS, 3)) if joints is None else joints
             vertices = np.zeros((NUM_MANO_VERTICES, 3)) if vertices is None else vertices
-            # Camera coordinates, OpenCV -> OpenGL (the flip is its own inverse).
-            joints = opengl_to_opencv(joints + root)[MANOPTH_TO_HO3D]
-            vertices = opengl_to_opencv(vertices + root)
-            joints_out.append(np.round(joints, PRED_JSON_DECIMALS).tolist())
-            vertices_out.append(np.round(vertices, PRED_JSON_DECIMALS).tolist())
+            joints, vertices = to_submission(joints + root, vertices + root)
+            joints_out.append(joints)
+            vertices_out.append(vertices)
+        return tuple(
+            np.round(np.asarray(points, np.float64), PRED_JSON_DECIMALS)
+            for points in (joints_out, vertices_out)
+        )
+
+    def _write_challenge_file(self, joints, vertices):
         os.makedirs(self._output_dir, exist_ok=True)
         path = os.path.join(self._output_dir, "pred.json")
         with open(path, "w") as f:
-            json.dump([joints_out, vertices_out], f)
-        logger.info("Wrote %d hand predictions (HO3D challenge format) to %s", len(records), path)
+            json.dump([joints.tolist(), vertices.tolist()], f)
+        logger.info(
+            "Wrote %d hand predictions (%s submission format) to %s", len(joints),
+            self._submission_format, path,
+        )  # fmt: skip
 
     def _metrics(self, records, predictions):
         """(metrics dict, per-frame joint errors dict or None when no image has 3D joints)."""
@@ -264,3 +294,37 @@ def _root3d(annotation):
     if annotation.get("joints3d") is not None:
         return np.asarray(annotation["joints3d"], np.float64)[0]
     return np.zeros(3)
+
+
+# ---- Submission formats (issue 30): the dataset's metadata ``hand_submission_format`` picks
+# one; each maps camera-frame joints (21, 3) manopth order and vertices (778, 3), OpenCV, m.
+
+
+def _ho3d_submission(joints, vertices):
+    """HO3D challenge: OpenGL camera frame, MANO / HO3D joint order."""
+    return opengl_to_opencv(joints)[MANOPTH_TO_HO3D], opengl_to_opencv(vertices)
+
+
+def _freihand_submission(joints, vertices):
+    """FreiHAND: OpenCV camera frame, manopth joint order (FreiHAND's): unchanged."""
+    return joints, vertices
+
+
+SUBMISSION_FORMATS = {"ho3d": _ho3d_submission, "freihand": _freihand_submission}
+# Official scorers of the submission formats, run by the evaluator where the records have the
+# challenge's ground truth (``joints3d`` and ``vertices3d`` on every record).
+OFFICIAL_SCORERS = {"freihand": freihand_scorer.score}
+
+
+def official_scores(submission_format, records, submission):
+    """The challenge's scores (OrderedDict, its keys and units) of ``submission`` (joints,
+    vertices arrays as written to pred.json), or None without a scorer or ground truth."""
+    scorer = OFFICIAL_SCORERS.get(submission_format)
+    annotations = [annotation_of(record, HAND_CLASS) or {} for record in records]
+    if scorer is None or not records or any(
+        a.get("joints3d") is None or a.get("vertices3d") is None for a in annotations
+    ):
+        return None
+    gt_joints = np.stack([np.asarray(a["joints3d"], np.float64) for a in annotations])
+    gt_vertices = np.stack([np.asarray(a["vertices3d"], np.float64) for a in annotations])
+    return scorer(gt_joints, gt_vertices, *submission)[0]

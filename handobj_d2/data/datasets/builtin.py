@@ -9,6 +9,7 @@ from detectron2.data import DatasetCatalog
 
 from .dexycb import DEXYCB_SPLITS, register_dexycb
 from .fpha import FPHA_SPLITS, register_fpha
+from .freihand import register_freihand
 from .ho3d import register_ho3d
 
 # name -> (folder under the root, split, HO3D version). The synthetic sets are HO3D v2 trees.
@@ -29,6 +30,14 @@ BUILTIN_DEXYCB = {
     for suffix, protocol in (("", "official"), ("_grasp", "grasp"))
 }
 BUILTIN_FPHA = {f"fpha_{split}": ("FPHA", split) for split in FPHA_SPLITS}
+# name -> (folder, split, MANO model for the labels: None = $HANDOBJ_MANO_PATH; the synthetic
+# set ships the hand it was made with).
+BUILTIN_FREIHAND = {
+    "freihand_train": ("FreiHAND", "training", None),
+    "freihand_evaluation": ("FreiHAND", "evaluation", None),
+    "synthetic_freihand_train": ("synthetic_freihand", "training", "mano"),
+    "synthetic_freihand_evaluation": ("synthetic_freihand", "evaluation", "mano"),
+}
 
 
 def datasets_root():
@@ -49,6 +58,11 @@ def register_all_builtin(root):
     for name, (folder, split) in BUILTIN_FPHA.items():
         if name not in registered:
             register_fpha(name, os.path.join(root, folder), split, check=False)
+    for name, (folder, split, mano) in BUILTIN_FREIHAND.items():
+        if name not in registered:
+            path = os.path.join(root, folder)
+            mano_path = None if mano is None else os.path.join(path, mano)
+            register_freihand(name, path, split, mano_path, check=False)
 
 
 register_all_builtin(datasets_root())

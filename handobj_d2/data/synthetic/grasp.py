@@ -264,6 +264,27 @@ class GraspSynthesizer:
         curls = {f: (phase1[f][0], phase2[f][0]) for f in FINGER_JOINTS}
         return Grasp(finger_pose, object_R, object_t, curls, vertices, joints, float(gaps.min()))
 
+    def open_hand(self, rng, mano_shape):
+        """A hand pose without an object (the FreiHAND-format set): every finger flexes a
+        random fraction of its knuckle and distal ranges, the thumb swings a random fraction of
+        its opposition. Returns finger_pose (45,) (flat hand mean), vertices (778, 3) and
+        joints (21, 3), canonical frame."""
+        _, joints = self.rest(mano_shape)
+        palm = PalmFrame.from_joints(joints)
+        axes = self._flexion_axes(joints, palm.normal)
+        moving = {
+            f: {0: (axes[f][0], KNUCKLE_RANGE), 1: (axes[f][1], DISTAL_RANGE),
+                2: (axes[f][2], DISTAL_RANGE * DISTAL_RATIO)}
+            for f in FINGERS
+        }  # fmt: skip
+        swing = THUMB_OPPOSITION[1] * np.cross(palm.across, palm.normal)
+        moving["thumb"] = {0: (_normalize(swing), np.linalg.norm(swing)),
+                           1: (axes["thumb"][1], 1.0), 2: (axes["thumb"][2], 1.0)}  # fmt: skip
+        scales = {f: rng.uniform(0.0, 0.8) for f in moving}
+        finger_pose = self._pose(self._apply({}, moving, scales), 1)[0]
+        vertices, joints = self.forward(finger_pose[None], mano_shape)
+        return finger_pose, vertices, joints
+
     @staticmethod
     def _object_position(rng, obj, palm, object_R):
         """Object centre (3,) in front of the palm: along ``across`` anywhere the hand still

@@ -16,7 +16,7 @@ def render_frame(camera_K, background, hand, obj, lighting):
         background: (H, W, 3) RGB float image in [0, 1]; sets the image size.
         hand: (vertices (778, 3) m camera frame, faces (F, 3), skin colour (3,) RGB in [0, 1]).
         obj: (vertices (V, 3) m camera frame, faces (G, 3), uvs (V, 2), texture (T, T, 3)
-            uint8 RGB).
+            uint8 RGB), or None for a hand alone (the object mask is then empty).
         lighting: a ``rendering.Lighting`` (scene.sample_lighting).
 
     Returns:
@@ -25,17 +25,18 @@ def render_frame(camera_K, background, hand, obj, lighting):
     """
     height, width = background.shape[:2]
     hand_vertices, hand_faces, skin = hand
-    object_vertices, object_faces, uvs, texture = obj
-    meshes = [
-        Mesh(hand_vertices, hand_faces, colors=np.asarray(skin), smooth=True),
-        Mesh(
-            object_vertices,
-            object_faces,
-            uvs=uvs,
-            texture=texture,
-            smooth=False,
-            cull_back_faces=True,
-        ),  # fmt: skip
-    ]
+    meshes = [Mesh(hand_vertices, hand_faces, colors=np.asarray(skin), smooth=True)]
+    if obj is not None:
+        object_vertices, object_faces, uvs, texture = obj
+        meshes.append(
+            Mesh(
+                object_vertices,
+                object_faces,
+                uvs=uvs,
+                texture=texture,
+                smooth=False,
+                cull_back_faces=True,
+            )
+        )
     out = render_meshes(camera_K, (width, height), meshes, lighting, background)
     return out.image, out.mesh_id == HAND, out.mesh_id == OBJECT
