@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import HookBase
 from detectron2.structures import Instances
 
 from handobj_d2.data.datasets import builtin, load_freihand, register_freihand
 from handobj_d2.data.datasets.freihand import FREIHAND_FINGERTIPS, mano_root, split_mano
 from handobj_d2.data.synthetic.freihand import generate_freihand_dataset
+from handobj_d2.engine import HandObjectTrainer, setup_cfg
 from handobj_d2.evaluation import HandPoseEvaluator
 from handobj_d2.evaluation.freihand_scorer import evaluate as evaluate_freihand
 from handobj_d2.mano import HandLayer, load_mano_model
@@ -174,7 +176,7 @@ def _hand_outputs(records, offset):
         for name, points in (("joints3d", hand["joints3d"]), ("vertices", hand["vertices3d"])):
             value = np.asarray(points, np.float64) - wrist + offset
             pairs.set(f"pred_{name}", torch.tensor(value[None], dtype=torch.float32))
-        outputs.append({"hand_object": pairs})
+        outputs.append({"instances": pairs})
     return outputs
 
 
@@ -203,6 +205,56 @@ def test_evaluator_writes_the_submission_and_the_official_scores(root, tmp_path)
     assert official["xyz_mean3d"] == pytest.approx(1.0, abs=1e-3)
     assert official["xyz_al_mean3d"] == pytest.approx(0.0, abs=1e-3)
     assert official["f_al_score_5"] == pytest.approx(1.0)
+
+
+def test_the_model_trains_and_is_scored_on_hands_alone(root, tmp_path):
+    """FreiHAND frames have a hand and no object: the tiny model trains on them (object
+    losses off) and ``trainer.test`` scores its predictions with the official FreiHAND keys."""
+    train, evaluation = "test_e2e_freihand_train", "test_e2e_freihand_evaluation"
+    register_freihand(train, root, "training", mano_path=os.path.join(root, "mano"))
+    register_freihand(evaluation, root, "evaluation", mano_path="")
+    try:
+        cfg = setup_cfg("configs/synthetic/handobj_tiny.yaml", [
+            "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{evaluation}',)",
+            "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
+            "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", str(tmp_path), "MODEL.DEVICE", "cpu",
+            "DATALOADER.NUM_WORKERS", "0",
+        ])  # fmt: skip
+        torch.manual_seed(0)
+        trainer = HandObjectTrainer(cfg)
+        losses = {}
+        trainer.register_hooks([_LossRecorder(losses)])
+        trainer.train()
+        results = HandObjectTrainer.test(cfg, trainer.model)
+    finally:
+        for name in (train, evaluation):
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+    # Hands alone: the object's losses are exactly zero, the hand's are not.
+    assert losses["loss_joints2d"] > 0 and all(
+        value == 0.0 for key, value in losses.items() if "object" in key
+    ), losses
+    assert set(results["freihand"]) == {
+        "xyz_mean3d", "xyz_auc3d", "xyz_al_mean3d", "xyz_al_auc3d", "mesh_mean3d", "mesh_auc3d",
+        "mesh_al_mean3d", "mesh_al_auc3d", "f_score_5", "f_al_score_5", "f_score_15",
+        "f_al_score_15",
+    }  # fmt: skip
+    assert "object" not in results and np.isfinite(results["hand"]["PA_MPJPE_mm"])
+    joints, vertices = _json(str(tmp_path / "inference" / evaluation / "pred.json"))
+    assert np.asarray(joints).shape == (EVALUATION, 21, 3)
+    assert np.asarray(vertices).shape == (EVALUATION, 778, 3)
+
+
+class _LossRecorder(HookBase):
+    """Keeps the last iteration's losses (the trainer's storage) in ``losses``."""
+
+    def __init__(self, losses):
+        self.losses = losses
+
+    def after_step(self):
+        for key, (value, _) in self.trainer.storage.latest().items():
+            if key.startswith("loss_"):
+                self.losses[key] = value
 
 
 def test_make_synthetic_dataset_tool_writes_a_freihand_tree(tmp_path):
