@@ -13,7 +13,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..constants import HAND_CLASS, NUM_JOINTS, NUM_MANO_VERTICES
-from ..geometry import MANOPTH_TO_HO3D, opengl_to_opencv
+from ..geometry import MANOPTH_TO_HO3D, opencv_to_opengl
 from .metrics import (
     FSCORE_THRESHOLDS,
     fscores,
@@ -164,9 +164,9 @@ class HandPoseEvaluator(DatasetEvaluator):
             vertices = prediction.get("vertices")
             joints = np.zeros((NUM_JOINTS, 3)) if joints is None else joints
             vertices = np.zeros((NUM_MANO_VERTICES, 3)) if vertices is None else vertices
-            # Camera coordinates, OpenCV -> OpenGL (the flip is its own inverse).
-            joints = opengl_to_opencv(joints + root)[MANOPTH_TO_HO3D]
-            vertices = opengl_to_opencv(vertices + root)
+            # Camera coordinates, OpenCV -> OpenGL.
+            joints = opencv_to_opengl(joints + root)[MANOPTH_TO_HO3D]
+            vertices = opencv_to_opengl(vertices + root)
             joints_out.append(np.round(joints, PRED_JSON_DECIMALS).tolist())
             vertices_out.append(np.round(vertices, PRED_JSON_DECIMALS).tolist())
         os.makedirs(self._output_dir, exist_ok=True)
