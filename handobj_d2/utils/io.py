@@ -66,7 +66,7 @@ def atomic_path(path):
             ...
             video.release()
     """
-    handle, temporary = _temporary_file(path)
+    handle, temporary = _temporary_file(path, keep_extension=True)
     os.close(handle)
     try:
         yield temporary
@@ -79,12 +79,14 @@ def atomic_path(path):
         raise
 
 
-def _temporary_file(path):
-    """A new TEMPORARY_PREFIX file beside ``path`` (its folder created if missing), with
-    ``path``'s extension and the mode ``open()`` would give it: (OS handle, name)."""
+def _temporary_file(path, keep_extension=False):
+    """A new TEMPORARY_PREFIX file beside ``path`` (its folder created if missing), with the mode
+    ``open()`` would give it: (OS handle, name). Its name ends with ``path``'s extension only
+    with ``keep_extension``: otherwise a search for "*.json" (say) does not find it."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    stem, extension = os.path.splitext(os.path.basename(path))
+    name = os.path.basename(path)
+    stem, extension = os.path.splitext(name) if keep_extension else (name, "")
     handle, temporary = tempfile.mkstemp(
         dir=folder, prefix=f"{TEMPORARY_PREFIX}{stem}.", suffix=extension
     )
