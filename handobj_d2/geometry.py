@@ -52,10 +52,17 @@ PALM_JOINTS = (0, 1, 5, 9, 13, 17)
 
 
 def opengl_to_opencv(points):
-    """Flip 3D points (..., 3) between the OpenGL and OpenCV camera frames (numpy or torch)."""
+    """3D points (..., 3) from the OpenGL camera frame (y up, z backward) to the OpenCV one
+    (y down, z forward): y and z negated (numpy or torch)."""
     if torch.is_tensor(points):
         return points * points.new_tensor([1.0, -1.0, -1.0])
     return points * OPENGL_TO_OPENCV.diagonal()
+
+
+def opencv_to_opengl(points):
+    """3D points (..., 3) from the OpenCV camera frame to the OpenGL one: the same flip as
+    ``opengl_to_opencv`` (its own inverse), named for the direction (numpy or torch)."""
+    return opengl_to_opencv(points)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,11 +142,6 @@ def rot6d_to_matrix_robust(rot6d):
     return torch.stack([x, y, z], -1)
 
 
-def matrix_to_rot6d(matrix):
-    """Rotation matrices (..., 3, 3) -> 6D representation (..., 6): the first two columns."""
-    return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], -1)
-
-
 def project_to_rotation(matrix):
     """Closest rotation (SVD projection, reflections removed) to each (..., 3, 3) matrix."""
     u, _, vh = torch.linalg.svd(matrix)
@@ -165,14 +167,6 @@ def project_points(points, K):
     -> pixels (..., N, 2). Works on numpy arrays and torch tensors."""
     uvw = points @ K.swapaxes(-1, -2)
     return uvw[..., :2] / uvw[..., 2:3]
-
-
-def backproject_points(pixels, depth, K):
-    """Inverse of :func:`project_points` for numpy: pixels (N, 2), depth (N,) in metres along z,
-    K (3, 3) -> points (N, 3) in the camera frame."""
-    pixels = np.asarray(pixels, dtype=np.float64)
-    rays = np.concatenate([pixels, np.ones_like(pixels[:, :1])], 1) @ np.linalg.inv(K).T
-    return rays * np.asarray(depth, dtype=np.float64)[:, None]
 
 
 def intrinsics_matrix(intrinsics):

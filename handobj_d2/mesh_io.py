@@ -1,4 +1,4 @@
-"""Triangle mesh files (.obj, .ply) through trimesh: export (atomic) and load."""
+"""Triangle mesh files (.obj, .ply) through trimesh, written atomically."""
 
 import os
 
@@ -50,17 +50,3 @@ def export_mesh(path, vertices, faces, vertex_colors=None):
     with atomic_file(path) as f:
         mesh.export(f, file_type=file_format)
     return path
-
-
-def load_mesh(path):
-    """Read an .obj or .ply file -> vertices (N, 3) float64, faces (F, 3) int64, in file order."""
-    file_format = _format(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"mesh file not found: {path}")
-    try:
-        mesh = trimesh.load(path, file_type=file_format, process=False, force="mesh")
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read it as a .{file_format} mesh ({e})") from e
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.vertices) == 0:
-        raise ValueError(f"{path}: holds no triangle mesh")
-    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)

@@ -25,7 +25,7 @@ from ho3d_fixture import (
 )
 
 from handobj_d2.data.datasets import builtin, load_ho3d, register_ho3d
-from handobj_d2.data.segmentation import SEGMENTATION_DECODERS, encode_ho3d
+from handobj_d2.data.segmentation import decode_segmentation, encode_ho3d
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +201,8 @@ def test_segr_masks_are_read(tmp_path, folder):
     first, second = load_ho3d(root, "train")
     assert "segmentation_file" not in first
     assert second["segmentation_file"] == os.path.join(os.path.abspath(root), folder, "0001.png")
-    decoded_hand, decoded_object = SEGMENTATION_DECODERS[second["segmentation_format"]](
-        second["segmentation_file"]
+    decoded_hand, decoded_object = decode_segmentation(
+        second["segmentation_file"], second["segmentation_format"]
     )
     assert decoded_hand.sum() == 7 * 4 and decoded_hand[2:9, 3:7].all()
     assert not decoded_object.any()

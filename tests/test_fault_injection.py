@@ -1,6 +1,6 @@
 """Fault injection, small: kill -9 inside the long jobs (training, pseudo-labels, the synthetic
 generator) and rerun; corrupt training data mid-training; a full or read-only disk; malformed
-inputs. The long version with random kills: tools/fault_injection.py campaign."""
+inputs. The long version with random kills: dev/fault_injection.py campaign."""
 
 import errno
 import json
@@ -31,7 +31,7 @@ from tools.evaluate_ho3d import main as evaluate_ho3d
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "synthetic" / "handobj_tiny.yaml")
-INJECT = [sys.executable, str(REPO / "tools" / "fault_injection.py"), "inject"]
+INJECT = [sys.executable, str(REPO / "dev" / "fault_injection.py"), "inject"]
 
 
 def _env(datasets_root=None):

@@ -5,6 +5,7 @@ the same images and boxes. Reduced widths (ResNet base 16, FPN / heads 64) keep 
 layer structure is the released one."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from detectron2.structures import BoxMode
 from released_reference import ReleasedHONet, released_control_points
 from torch import nn
 
-from handobj_d2.benchmarks import main as benchmark_main
+from dev.benchmark import main as benchmark_main
 from handobj_d2.data.dataset_mapper import HandObjectDatasetMapper
 from handobj_d2.data.datasets.ho3d import register_ho3d
 from handobj_d2.engine import HandObjectPredictor, HandObjectTrainer, setup_cfg
@@ -32,6 +33,7 @@ from handobj_d2.modeling.released_checkpoint import (
 from tools import convert_released_checkpoint
 from tools.demo import main as demo_main
 
+REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/HO3D-v2/handobj_R50_FPN_released.yaml"
 NARROW = {"width": 16, "channels": 64}
 NARROW_OPTS = [
@@ -366,14 +368,14 @@ def test_demo_boxes_file_and_missing_boxes(converted, tmp_path, capsys):
 
 
 def test_benchmark_task_times_both_models(capsys):
-    """tools/benchmark.py --task released_inference reports the released and the default model
+    """dev/benchmark.py --task released_inference reports the released and the default model
     on the same settings (tiny here: the numbers themselves are the benchmark's business)."""
     argv = ["--task", "released_inference", "--image-size", "64", "--repeats", "1",
             "--warmup", "0", *NARROW_OPTS]  # fmt: skip
     assert benchmark_main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["released"]["config_file"] == CONFIG
-    assert result["default"]["config_file"] == "configs/HO3D-v2/handobj_R50_FPN.yaml"
+    assert result["released"]["config_file"] == str(REPO / CONFIG)
+    assert result["default"]["config_file"] == str(REPO / "configs/HO3D-v2/handobj_R50_FPN.yaml")
     for name in ("released", "default"):
         assert result[name]["image_size"] == 64 and result[name]["seconds_per_image"] > 0
     ratio = result["released"]["seconds_per_image"] / result["default"]["seconds_per_image"]

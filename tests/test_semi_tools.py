@@ -25,6 +25,7 @@ from handobj_d2.evaluation.statistics import pooled_difference
 from handobj_d2.semi import experiment as semi_experiment
 from handobj_d2.semi.generation import check_inputs
 from handobj_d2.semi.teacher import Teacher, distillation_transforms, load_boxes_file
+from tools import run_semi_synthetic_experiment as experiment_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs/synthetic/handobj_tiny.yaml")
@@ -411,8 +412,8 @@ def test_student_initialisation():
 
 
 # ---------------------------------------------------------------------------------------------
-# The semi-supervised experiment (handobj_d2/semi/experiment.py): scoring pseudo-labels and
-# summarising seeds
+# The semi-supervised experiment (handobj_d2/semi/experiment.py, its command line
+# tools/run_semi_synthetic_experiment.py): scoring pseudo-labels and summarising seeds
 
 
 def test_experiment_summary_is_mean_and_sample_std_over_seeds():
@@ -514,11 +515,11 @@ def test_rank_correlation_tells_orientation_errors_from_articulation_errors(tmp_
 
 def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        semi_experiment.parse_args(["--output", str(tmp_path), "--teacher-weights", "missing.pth"])
+        experiment_tool.parse_args(["--output", str(tmp_path), "--teacher-weights", "missing.pth"])
     assert "--teacher-weights: no such file: missing.pth" in capsys.readouterr().err
     given = tmp_path / "teacher.pth"
     given.write_bytes(b"")
-    args = semi_experiment.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
+    args = experiment_tool.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
     experiment = semi_experiment.Experiment(args, seed=0)
     calls = []
     experiment.make_data = lambda: None
@@ -538,7 +539,7 @@ def test_experiment_with_given_teacher_weights_trains_no_teacher(tmp_path, capsy
 def test_shift_breakdown_evaluates_the_teacher_on_each_half_of_the_shift(tmp_path):
     given = tmp_path / "teacher.pth"
     given.write_bytes(b"")
-    args = semi_experiment.parse_args(
+    args = experiment_tool.parse_args(
         ["--output", str(tmp_path), "--teacher-weights", str(given), "--shift-breakdown"]
     )
     experiment = semi_experiment.Experiment(args, seed=3)
@@ -577,7 +578,7 @@ def test_results_table_lists_the_shift_breakdown_apart_from_the_models():
     }  # fmt: skip
     seeds["0"]["student_filtered"]["PA_MPJPE_mm_vs_teacher"] = {"mean": -0.25, "se": 0.1, "n": 8}
     results = {"settings": {"target_domain": "shifted"}, "seeds": seeds}
-    table = semi_experiment.markdown_table(
+    table = experiment_tool.markdown_table(
         {**results, "summary": semi_experiment.summarize(seeds)}
     ).splitlines()
     models = [line.split(" | ") for line in table[2 : table.index("")]]
@@ -596,19 +597,19 @@ def test_results_table_lists_the_shift_breakdown_apart_from_the_models():
 def test_resuming_needs_the_same_experiment_and_older_folders_count_with_defaults():
 
     def settings(*argv):
-        args = vars(semi_experiment.parse_args(["--output", "out", *argv]))
+        args = vars(experiment_tool.parse_args(["--output", "out", *argv]))
         return json.loads(json.dumps({k: v for k, v in args.items() if k != "output"}))
 
     before_target_domain = settings("--videos", "32")
     del before_target_domain["target_domain"], before_target_domain["shift_breakdown"]
-    assert semi_experiment.same_experiment(before_target_domain, settings("--videos", "32"))
-    assert semi_experiment.same_experiment(
+    assert experiment_tool.same_experiment(before_target_domain, settings("--videos", "32"))
+    assert experiment_tool.same_experiment(
         before_target_domain, settings("--videos", "32", "--seeds", "4", "--shift-breakdown")
     )
-    assert not semi_experiment.same_experiment(
+    assert not experiment_tool.same_experiment(
         before_target_domain, settings("--videos", "32", "--target-domain", "shifted_appearance")
     )
-    assert not semi_experiment.same_experiment(before_target_domain, settings("--videos", "16"))
+    assert not experiment_tool.same_experiment(before_target_domain, settings("--videos", "16"))
 
 
 def test_paired_difference_to_the_teacher_is_mean_and_standard_error_per_frame():
@@ -632,7 +633,7 @@ def test_paired_differences_pool_over_the_frames_of_all_seeds():
 def test_students_are_compared_frame_by_frame_with_the_teacher_and_the_baseline(tmp_path):
     given = tmp_path / "teacher.pth"
     given.write_bytes(b"")
-    args = semi_experiment.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
+    args = experiment_tool.parse_args(["--output", str(tmp_path), "--teacher-weights", str(given)])
     experiment = semi_experiment.Experiment(args, seed=0)
     pa = {"teacher": [10.0, 12.0], "student_distillation": [9.0, 12.0],
           "student_filtered": [9.0, 10.0]}  # fmt: skip

@@ -12,7 +12,7 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-from handobj_d2.data.segmentation import SEGMENTATION_DECODERS
+from handobj_d2.data.segmentation import decode_segmentation
 from handobj_d2.data.synthetic import generate_dataset, prepare_output
 from handobj_d2.data.synthetic.scene import MAX_TILT, MAX_TURN, sample_hand_rotation
 from handobj_d2.data.synthetic.videos import (
@@ -54,7 +54,7 @@ def _meta(root, split, name):
 
 def _masks(root, split, name):
     sequence, frame = name.split("/")
-    return SEGMENTATION_DECODERS["ho3d"](str(root / split / sequence / "seg" / f"{frame}.png"))
+    return decode_segmentation(str(root / split / sequence / "seg" / f"{frame}.png"), "ho3d")
 
 
 def _project(points_gl, K):

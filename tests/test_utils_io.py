@@ -5,7 +5,13 @@ import pickle
 import numpy as np
 import pytest
 
-from handobj_d2.utils.io import atomic_file, read_image, same_settings, write_atomically
+from handobj_d2.utils.io import (
+    atomic_file,
+    atomic_path,
+    read_image,
+    same_settings,
+    write_atomically,
+)
 
 
 def test_atomic_writes_replace_the_file_whole_or_not_at_all(tmp_path):
@@ -26,6 +32,22 @@ def test_atomic_writes_replace_the_file_whole_or_not_at_all(tmp_path):
     with atomic_file(str(tmp_path / "x.pkl")) as f:
         pickle.dump({"a": 1}, f)
     assert pickle.loads((tmp_path / "x.pkl").read_bytes()) == {"a": 1}
+
+
+def test_atomic_path_gives_writers_a_name_with_the_extension_and_renames_it_whole(tmp_path):
+    path = tmp_path / "videos" / "clip.mp4"
+    with atomic_path(str(path)) as temporary:
+        assert temporary.endswith(".mp4") and not path.exists()  # nothing visible yet
+        with open(temporary, "wb") as f:  # a writer that opens the name itself
+            f.write(b"first")
+    assert path.read_bytes() == b"first"
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_path(str(path)) as temporary:
+            with open(temporary, "wb") as f:
+                f.write(b"half")
+            raise RuntimeError("killed")
+    assert path.read_bytes() == b"first"  # the old file, untouched
+    assert [p.name for p in path.parent.iterdir()] == ["clip.mp4"]  # no temporary left
 
 
 def test_a_run_resumes_only_with_the_same_settings():

@@ -1,14 +1,12 @@
 #!/usr/bin/env python
-"""Benchmarks that print one JSON object each; speed is measured here, never in tests.
+"""Benchmarks that print one JSON object each: ``dev/benchmark.py``, run from here.
 
-    python tools/benchmark.py --task TASK [task options]
-
-Each task lives in ``handobj_d2/benchmarks.py`` next to the others; ``--help`` lists them.
+    python tools/benchmark.py --task TASK [task options]      (--help lists the tasks)
 """
 
-import sys
-
-from handobj_d2.benchmarks import main
+import os
+import runpy
 
 if __name__ == "__main__":
-    sys.exit(main())
+    here = os.path.dirname(os.path.abspath(__file__))
+    runpy.run_path(os.path.join(here, "..", "dev", "benchmark.py"), run_name="__main__")

@@ -27,6 +27,7 @@ from handobj_d2.modeling.released_checkpoint import (
     convert_released_state_dict,
     released_state_dict,
 )
+from handobj_d2.utils.io import atomic_file
 
 
 def parse_args(argv=None):
@@ -58,11 +59,9 @@ def convert(src, dst, config_file, opts=(), joints2d_order="manopth"):
         )
     except ReleasedCheckpointError as e:
         raise ReleasedCheckpointError(f"{src}:\n{e}") from None
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    partial = dst + ".partial"
-    torch.save({"model": converted, "__author__": "handobj_d2 released-checkpoint converter",
-                "released_checkpoint": os.path.abspath(src)}, partial)  # fmt: skip
-    os.replace(partial, dst)
+    with atomic_file(dst) as f:
+        torch.save({"model": converted, "__author__": "handobj_d2 released-checkpoint converter",
+                    "released_checkpoint": os.path.abspath(src)}, f)  # fmt: skip
     return report
 
 

@@ -21,7 +21,7 @@ import sys
 
 from handobj_d2.data.synthetic import (
     SEQUENCE_LENGTH,
-    SYNTHETIC_DOMAINS,
+    SYNTHETIC_DOMAIN_REGISTRY,
     dataset_summary,
     generate_dataset,
     prepare_output,
@@ -49,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("W", "H"),
                         help="pixels (ho3d: 320 240, freihand: 224 224)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--domain", default="default", choices=sorted(SYNTHETIC_DOMAINS))
+    parser.add_argument("--domain", default="default", choices=sorted(name for name, _ in SYNTHETIC_DOMAIN_REGISTRY))
     parser.add_argument("--mano-path", default="",
                         help="MANO_RIGHT.pkl; empty: the project's synthetic hand")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true",

@@ -23,7 +23,7 @@ from ..geometry import crop_matrix, project_points, square_box, union_box
 from ..utils.io import read_image
 from . import transforms as T
 from .released_protocol import released_test_boxes
-from .segmentation import SEGMENTATION_DECODERS
+from .segmentation import decode_segmentation
 
 logger = logging.getLogger(__name__)
 
@@ -276,12 +276,7 @@ class HandObjectDatasetMapper:
         path = dataset_dict.get("segmentation_file")
         if not path:
             return None
-        fmt = dataset_dict.get("segmentation_format", "ho3d")
-        if fmt not in SEGMENTATION_DECODERS:
-            raise ValueError(
-                f"{path}: unknown segmentation_format {fmt!r} (known: {sorted(SEGMENTATION_DECODERS)})"
-            )
-        return SEGMENTATION_DECODERS[fmt](path)[1]
+        return decode_segmentation(path, dataset_dict.get("segmentation_format", "ho3d"))[1]
 
     def map(self, record, image, object_mask=None, view=None):
         """Model input dict of ``record`` given its decoded BGR uint8 image (H, W, 3) and object

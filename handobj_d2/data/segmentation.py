@@ -1,7 +1,7 @@
-"""Hand/object segmentation files: one encoder and one decoder per on-disk format.
+"""Hand/object segmentation files: a decoder per on-disk format, and HO3D's encoder.
 
-A record names its file with ``segmentation_file`` and its format with ``segmentation_format``
-(a key of SEGMENTATION_DECODERS). Decoders return ``(hand_mask, object_mask)``, two (H, W)
+A record names its file with ``segmentation_file`` and its format with ``segmentation_format``,
+the name of a decoder in SEGMENTATION_DECODER_REGISTRY (``decode_segmentation``). Decoders return ``(hand_mask, object_mask)``, two (H, W)
 bool arrays; given ``size=(width, height)`` they resize (nearest) to it, because some datasets
 store segmentation at a lower resolution than their images (HO3D v2: 320x240 JPEG).
 
@@ -15,6 +15,11 @@ import os
 
 import cv2
 import numpy as np
+from detectron2.utils.registry import Registry
+
+SEGMENTATION_DECODER_REGISTRY = Registry("SEGMENTATION_DECODER")
+SEGMENTATION_DECODER_REGISTRY.__doc__ = """Segmentation decoders by format name (a record's
+``segmentation_format``): ``fn(path, size=None) -> (hand_mask, object_mask)``."""
 
 CHANNEL_THRESHOLD = 127
 
@@ -29,7 +34,8 @@ def encode_ho3d(hand_mask, object_mask):
     return image
 
 
-def decode_ho3d(path, size=None):
+@SEGMENTATION_DECODER_REGISTRY.register()
+def ho3d(path, size=None):
     """HO3D segmentation file -> (hand_mask, object_mask), (H, W) bool each."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"segmentation file not found: {path}")
@@ -42,5 +48,11 @@ def decode_ho3d(path, size=None):
     return blue > CHANNEL_THRESHOLD, green > CHANNEL_THRESHOLD
 
 
-SEGMENTATION_ENCODERS = {"ho3d": encode_ho3d}
-SEGMENTATION_DECODERS = {"ho3d": decode_ho3d}
+
+def decode_segmentation(path, fmt="ho3d", size=None):
+    """The segmentation file ``path`` in format ``fmt`` -> (hand_mask, object_mask), (H, W) bool
+    each; a ValueError naming the file for an unknown format."""
+    if fmt not in SEGMENTATION_DECODER_REGISTRY:
+        known = sorted(name for name, _ in SEGMENTATION_DECODER_REGISTRY)
+        raise ValueError(f"{path}: unknown segmentation_format {fmt!r} (known: {known})")
+    return SEGMENTATION_DECODER_REGISTRY.get(fmt)(path, size)

@@ -1,6 +1,7 @@
-"""Stages of the project's end-to-end jobs (``make demo``, the semi-supervised experiment,
-handobj_d2/semi/experiment.py), in one process: make the synthetic data, train, evaluate. Each
-stage skips work already done, so a killed job resumes where it stopped when rerun.
+"""Stages of the project's end-to-end jobs (``make demo``: demo_job.py; the semi-supervised
+experiment: handobj_d2/semi/experiment.py), in one process: make the synthetic data, train,
+evaluate. Each stage skips work already done, so a killed job resumes where it stopped when
+rerun.
 """
 
 import glob

@@ -13,7 +13,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 
 from ..constants import HAND_CLASS, NUM_JOINTS, NUM_MANO_VERTICES
-from ..geometry import MANOPTH_TO_HO3D, opengl_to_opencv
+from ..geometry import MANOPTH_TO_HO3D, opencv_to_opengl
 from . import freihand_scorer
 from .metrics import (
     FSCORE_THRESHOLDS,
@@ -302,7 +302,7 @@ def _root3d(annotation):
 
 def _ho3d_submission(joints, vertices):
     """HO3D challenge: OpenGL camera frame, MANO / HO3D joint order."""
-    return opengl_to_opencv(joints)[MANOPTH_TO_HO3D], opengl_to_opencv(vertices)
+    return opencv_to_opengl(joints)[MANOPTH_TO_HO3D], opencv_to_opengl(vertices)
 
 
 def _freihand_submission(joints, vertices):

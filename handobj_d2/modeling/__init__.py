@@ -18,4 +18,4 @@ from .object_head import (
 from .pnp import control_point_estimates, object_poses, solve_pnp, vote_control_points
 from .released_backbone import build_released_resnet_fpn_backbone
 from .roi_heads import HandObjectROIHeads, hand_object_detections, select_hand_object_pair
-from .test_time_augmentation import HandObjectRCNNWithTTA, HandObjectTTA
+from .test_time_augmentation import HandObjectRCNNWithTTA

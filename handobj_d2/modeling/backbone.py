@@ -1,9 +1,9 @@
 """ResNet-FPN backbone that may stop before res5.
 
 Detectron2's ``build_resnet_fpn_backbone`` always max-pools "p5" into the extra level, so its
-``RESNETS.OUT_FEATURES`` must reach res5. On the tiny synthetic config's 128-pixel crops res5
-is a 4 x 4 map with 8.4 of ResNet-18's 11.2 M weights, and its backward pass and Adam update
-were a third of a CPU training step (benchmarks: ``--task train_step``).
+``RESNETS.OUT_FEATURES`` must reach res5. This builder stops at the last stage that
+``RESNETS.OUT_FEATURES`` names (configs/synthetic/handobj_tiny_fast.yaml stops after res4;
+docs/demo.md, "The fast tiny model").
 """
 
 import math

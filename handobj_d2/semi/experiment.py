@@ -1,53 +1,38 @@
-"""The paper's semi-supervised experiment on synthetic data, in one command.
-
-    python tools/run_semi_synthetic_experiment.py --output output/semi_synthetic
-    python tools/run_semi_synthetic_experiment.py --output DIR --seeds 0 1 2 3 4 \\
-        --teacher-iters 2400 --student-iters 800 SEMI.FILTER.MAX_TEMPORAL_DISTANCE 0.02
+"""The stages of the paper's semi-supervised experiment on synthetic data, per seed, and the
+scores of its results (the command line, its options, resuming and Markdown report:
+tools/run_semi_synthetic_experiment.py).
 
 Per seed (every stage is skipped when its output exists, so a rerun resumes):
-1. data: a small labeled set in the synthetic "default" domain, and in the "shifted" domain
-   (other backgrounds, lighting, hand shapes, skin tones; --target-domain picks another)
-   unlabeled videos plus a labeled test set (the shifted tree's train split, used for testing
-   only; the videos' ground truth is read only to score the pseudo-labels); with
-   --shift-breakdown also test sets of the default domain and of each half of the shift;
-2. teacher: the tiny model (--config-file) trained on the labeled set, or with
-   --teacher-weights a given checkpoint of that model (e.g. one trained longer on a GPU on
-   default-domain data), the same for every seed;
+1. data: a small labeled set in the synthetic "default" domain, and in the target domain
+   ("shifted": other backgrounds, lighting, hand shapes, skin tones) unlabeled videos plus a
+   labeled test set (the shifted tree's train split, used for testing only; the videos' ground
+   truth is read only to score the pseudo-labels); optionally test sets of the default domain
+   and of each half of the shift (BREAKDOWN_DOMAINS);
+2. teacher: the model trained on the labeled set, or a given checkpoint of that model;
 3. pseudo-labels of the shifted videos twice: "filtered" (spatial-temporal consistency filters,
    the paper) and "distillation" (no filters, predictions averaged over scale/rotation views;
    the data-distillation baseline). Hand/object boxes come from the videos' ground truth as a
    boxes file (the stand-in for the external hand-object detector the paper used, 100DOH's),
-   or with --boxes detector from the teacher's own detector;
+   or from the teacher's own detector;
 4. students: the teacher fine-tuned on labeled + pseudo-labeled data, one per pseudo-label set
-   (with --control also the teacher fine-tuned as long on the labeled set alone, and a student
-   on the video frames' ground truth instead of pseudo-labels: a perfect teacher's);
-5. evaluation of teacher and students on the shifted test set (HandPoseEvaluator), and with
-   --shift-breakdown of the teacher on the breakdown test sets.
+   (optionally the controls: the teacher fine-tuned as long on the labeled set alone, and a
+   student on the video frames' ground truth instead of pseudo-labels: a perfect teacher's);
+5. evaluation of teacher and students on the shifted test set (HandPoseEvaluator).
 
-Writes DIR/results.json (per seed and model: PA_MPJPE_mm, PA_AUC, MPJPE_mm, AUC, and the paired
-per-frame differences to the teacher, for the filtered student also to the distillation student;
-pseudo-label counts and their errors against the videos' ground truth; mean and sample std over
-seeds, differences pooled over all seeds' frames) after every evaluation, atomically, and
-DIR/results.md (the tables). Trailing KEY VALUE pairs override
-the config of every stage. Layout: DIR/seed_<k>/{data/labeled, data/shifted, data/test_<domain>,
-teacher, teacher_on_<domain>, pseudo_<mode>, student_<mode>, teacher_continued, student_oracle}.
-
-Command line: tools/run_semi_synthetic_experiment.py (``main``); the shared stages (data,
-training, evaluation) are handobj_d2/engine/pipeline.py's.
+Layout: DIR/seed_<k>/{data/labeled, data/shifted, data/test_<domain>, teacher,
+teacher_on_<domain>, pseudo_<mode>, student_<mode>, teacher_continued, student_oracle}. The
+shared stages (data, training, evaluation) are handobj_d2/engine/pipeline.py's.
 """
 
-import argparse
 import glob
 import json
 import logging
 import os
-import time
 
 import numpy as np
 from detectron2.data import DatasetCatalog
 
 from ..data.datasets.ho3d import register_ho3d
-from ..data.synthetic import SYNTHETIC_DOMAINS
 from ..data.synthetic.videos import (
     ground_truth_joints,
     read_video_ground_truth,
@@ -60,7 +45,7 @@ from ..evaluation.hand_evaluator import PER_FRAME_FILE
 from ..evaluation.metrics import point_distances, procrustes_align
 from ..evaluation.statistics import mean_std, paired_difference, pooled_difference, rank_correlation
 from ..geometry import project_points
-from ..utils.io import same_settings, write_atomically
+from ..utils.io import write_atomically
 from .pseudo_labels import PseudoLabelGenerator
 from .teacher import build_teacher
 
@@ -73,92 +58,17 @@ BREAKDOWN_DOMAINS = ("default", "shifted_appearance", "shifted_shape")
 # paired differences of each model's per-frame errors: to the teacher, and for the filtered
 # student also to the distillation student (the paper's baseline)
 PAIRED_REFERENCES = {"student_filtered": ("teacher", "student_distillation")}
-FREE_SETTINGS = ("seeds", "threads", "control", "shift_breakdown")  # may change on resuming
 CONSISTENCY_SCORES = ("residual_2d3d", "temporal_distance", "shape_deviation")  # filters.py
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    parser.add_argument("--output", required=True, help="experiment folder (resumed)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--config-file",
-        default="configs/synthetic/semi_student.yaml",
-        help="model and training config of teacher and students",
-    )
-    parser.add_argument("--teacher-iters", type=int, default=1200)
-    parser.add_argument(
-        "--teacher-weights",
-        help="checkpoint of --config-file's model to use as the teacher of every seed instead of "
-        "training one on the labeled set (--teacher-iters is then unused)",
-    )
-    parser.add_argument("--student-iters", type=int, default=400)
-    parser.add_argument(
-        "--labeled-frames", type=int, default=400, help="default-domain labeled training frames"
-    )
-    parser.add_argument(
-        "--test-frames", type=int, default=48, help="shifted-domain labeled test frames"
-    )
-    parser.add_argument("--videos", type=int, default=8, help="shifted-domain unlabeled videos")
-    parser.add_argument("--frames-per-video", type=int, default=16)
-    parser.add_argument(
-        "--image-size", type=int, nargs=2, default=(256, 192), metavar=("W", "H"), help="pixels"
-    )
-    parser.add_argument(
-        "--boxes",
-        choices=("ground-truth", "detector"),
-        default="ground-truth",
-        help="hand/object boxes of the video frames: from the videos' ground truth (a stand-in "
-        "for an external hand-object detector, as the paper's 100DOH) or the teacher's detector",
-    )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (0: torch's default, one per core); 1 is faster on a machine "
-        "shared with other jobs",
-    )
-    parser.add_argument(
-        "--control",
-        action="store_true",
-        help="also train, as long as the students, the teacher on the labeled set alone "
-        "(teacher_continued: a gain from pseudo-labels or from more iterations?) and a student on "
-        "ground-truth labels of the same video frames (student_oracle: a perfect teacher)",
-    )
-    parser.add_argument(
-        "--target-domain",
-        default="shifted",
-        choices=sorted(set(SYNTHETIC_DOMAINS) - {"default"}),
-        help="synthetic domain of the unlabeled videos and the test set (the labeled set is "
-        "always 'default'; handobj_d2/data/synthetic/domains.py)",
-    )
-    parser.add_argument(
-        "--shift-breakdown",
-        action="store_true",
-        help="also evaluate the teacher on --test-frames frames of its own domain and of each half "
-        "of the shift (shifted_appearance: the shifted scenes, lights and skin; shifted_shape: "
-        "the shifted hand shapes): what each half costs it (teacher_on_<domain>)",
-    )
-    parser.add_argument("opts", nargs=argparse.REMAINDER,
-                        help="config overrides for every stage: KEY VALUE ...")  # fmt: skip
-    args = parser.parse_args(argv)
-    for name in ("teacher_iters", "student_iters", "labeled_frames", "test_frames", "videos"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.frames_per_video < 3:
-        parser.error("--frames-per-video must be at least 3 (temporal filter)")
-    if args.teacher_weights:
-        if not os.path.isfile(args.teacher_weights):
-            parser.error(f"--teacher-weights: no such file: {args.teacher_weights}")
-        args.teacher_weights = os.path.abspath(args.teacher_weights)
-    return args
-
-
 class Experiment:
-    """The stages of one seed; each returns its result, computing it only when missing."""
+    """The stages of one seed; each returns its result, computing it only when missing.
+
+    ``args`` holds the experiment's settings (tools/run_semi_synthetic_experiment.py's options):
+    output, config_file, opts, teacher_iters, teacher_weights, student_iters, labeled_frames,
+    test_frames, videos, frames_per_video, image_size (W, H pixels), boxes ("ground-truth" or
+    "detector"), control, target_domain, shift_breakdown.
+    """
 
     def __init__(self, args, seed):
         self.args = args
@@ -383,14 +293,6 @@ def _without_frames(metrics):
     return {key: value for key, value in metrics.items() if key != "per_frame"}
 
 
-def same_experiment(previous, settings):
-    """Whether the settings of a results.json (``previous``) and ``settings`` (the arguments but
-    --output, as JSON) describe one experiment: equal but for FREE_SETTINGS, an option missing
-    from ``previous`` (added to the tool since) counting with its default."""
-    defaults = {k: v for k, v in vars(parse_args(["--output", "-"])).items() if k != "output"}
-    return same_settings(previous, settings, ignore=FREE_SETTINGS, defaults=defaults)
-
-
 def summarize(seeds):
     """Mean, sample std and count over seeds of every model's metrics; its paired differences to
     other models pooled over all seeds' frames (``pooled_difference``)."""
@@ -405,107 +307,3 @@ def summarize(seeds):
         for key in sorted({key for r in rows for key in r if "_vs_" in key}):
             summary[model][key] = pooled_difference([r[key] for r in rows if key in r])
     return summary
-
-
-def markdown_table(results):
-    """The results as Markdown tables: mean +- sample std over seeds and the per-seed values; for
-    the students and controls also their paired PA-MPJPE difference to the teacher over all
-    seeds' test frames +- its standard error (per seed in brackets), and the filtered student's
-    to the distillation student below the table."""
-    seeds = results["seeds"]
-    lines = [
-        "| model (shifted-domain test set) | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | MPJPE (mm) | "
-        "AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) | PA-MPJPE - teacher, paired (mm) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-
-    def difference(model, reference):
-        key = f"PA_MPJPE_mm_vs_{reference}"
-        pooled = results["summary"][model].get(key)
-        if pooled is None:
-            return "-"
-        per_seed = [(seeds[s].get(model) or {}).get(key) for s in seeds]
-        per_seed = ", ".join(f"{d['mean']:+.2f}" if d else "-" for d in per_seed)
-        return f"{pooled['mean']:+.3f} ± {pooled['se']:.3f} ({per_seed})"
-
-    def row(label, model, versus=None):  # versus: the column against the teacher (None: none)
-        stats = results["summary"][model]
-        cells = [f"{stats[m]['mean']:.2f} ± {stats[m]['std']:.2f}" for m in METRICS]
-        per_seed = [seeds[s].get(model) or {} for s in seeds]
-        cells.append(", ".join(f"{r['PA_MPJPE_mm']:.2f}" if r else "-" for r in per_seed))
-        if versus is not None:
-            cells.append(difference(model, "teacher") if versus else "-")
-        return f"| {label} | " + " | ".join(cells) + " |"
-
-    breakdown = [f"teacher_on_{domain}" for domain in BREAKDOWN_DOMAINS]
-    for model, stats in results["summary"].items():
-        if stats is not None and model not in breakdown:
-            lines.append(row(model, model, versus=model != "teacher"))
-    if results["summary"].get("student_filtered"):
-        versus = difference("student_filtered", "student_distillation")
-        lines += ["", f"Filtered minus distillation student, paired PA-MPJPE (mm): {versus}"]
-    if any(results["summary"].get(model) for model in breakdown):
-        lines += ["", "| teacher, test set of domain | PA-MPJPE (mm) | PA-AUC 0-5 cm (%) | "
-                  "MPJPE (mm) | AUC 0-5 cm (%) | per-seed PA-MPJPE (mm) |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
-        target = results["settings"]["target_domain"]
-        for domain, model in zip(BREAKDOWN_DOMAINS + (target,), breakdown + ["teacher"]):
-            if results["summary"].get(model):
-                lines.append(row(domain, model))
-    lines += ["", "| pseudo-labels | frames | with a pair | kept | PA-MPJPE kept (mm) | "
-              "PA-MPJPE all predicted (mm) | Spearman, 2D-3D residual vs MPJPE / PA-MPJPE |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for mode in MODES:
-        for seed, parts in seeds.items():
-            p = parts.get(f"pseudo_{mode}")
-            if p:
-                rho = [p.get(f"spearman_residual_2d3d_vs_{e}") for e in ("MPJPE", "PA_MPJPE")]
-                rho = "-" if None in rho else f"{rho[0]:+.2f} / {rho[1]:+.2f}"
-                lines.append(
-                    f"| {mode}, seed {seed} | {p['frames']} | {p['with_prediction']} | "
-                    f"{p['kept']} | {p['PA_MPJPE_mm_kept']:.2f} | {p['PA_MPJPE_mm_all']:.2f} | "
-                    f"{rho} |"
-                )
-    return "\n".join(lines) + "\n"
-
-
-def load_results(args):
-    """The results of the experiment ``args`` (``parse_args``) so far: those in
-    args.output/results.json of the seeds asked for, when it holds the same experiment
-    (``same_experiment``; else a ValueError), or none."""
-    path = os.path.join(args.output, "results.json")
-    settings = json.loads(json.dumps({k: v for k, v in vars(args).items() if k != "output"}))
-    results = {"settings": settings, "seeds": {}}
-    if os.path.isfile(path):  # resume: finished stages are reused, so the settings must match
-        with open(path) as f:
-            previous = json.load(f)
-        if not same_experiment(previous["settings"], settings):
-            raise ValueError(
-                f"{args.output} holds an experiment with other settings "
-                f"({previous['settings']}); choose another --output"
-            )
-        results["seeds"] = {s: v for s, v in previous["seeds"].items() if int(s) in args.seeds}
-    return results
-
-
-def run(args, results):
-    """Every seed of the experiment ``args`` on top of ``results`` (``load_results``), in
-    args.output; results.json and results.md are rewritten, atomically, after every stage."""
-
-    def save():
-        results["summary"] = summarize(results["seeds"])
-        write_atomically(os.path.join(args.output, "results.json"), json.dumps(results, indent=2))
-        write_atomically(os.path.join(args.output, "results.md"), markdown_table(results))
-
-    start = time.perf_counter()
-    for seed in args.seeds:
-        parts = results["seeds"].setdefault(str(seed), {})
-
-        def record(part, value, parts=parts):
-            parts[part] = value
-            save()
-
-        Experiment(args, seed).run(record)
-        logger.info(f"seed {seed} done after {(time.perf_counter() - start) / 60:.1f} min")
-    save()
-    return results

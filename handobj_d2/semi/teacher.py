@@ -17,7 +17,8 @@ hand box and score, and the box and score of the object that hand is in contact 
 
 Data distillation (``SEMI.MODE`` "distillation", Radosavovic et al. 2018): each frame is predicted
 under every transform of SEMI.DISTILLATION_SCALES x SEMI.DISTILLATION_ROTATIONS and the
-predictions are averaged (``modeling.HandObjectTTA``). A transform (s, a) rotates the image by
+predictions are averaged (``TransformAveraging``,
+transform_averaging.py). A transform (s, a) rotates the image by
 a degrees (counter-clockwise as displayed) about the centre of the fused box, then the
 test-time mapper crops the rotated boxes enlarged s x INPUT.HANDOBJ.CROP_SCALE times. 2D
 outputs come back in the frame's pixels through the inverse of the input transform; the 3D
@@ -39,8 +40,8 @@ import numpy as np
 
 from ..engine.predictor import HandObjectPredictor
 from ..geometry import roll_matrix, union_box
-from ..modeling import HandObjectTTA
 from .pseudo_labels import filter_names
+from .transform_averaging import TransformAveraging
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class Teacher:
         self.boxes = boxes
         self.camera_K = None if camera_K is None else np.asarray(camera_K, dtype=np.float64)
         self.transforms = None if transforms is None else list(transforms)
-        self.tta = HandObjectTTA(predictor.model, batch_size)
+        self.averaging = TransformAveraging(predictor.model, batch_size)
         self._warned_videos = set()
 
     @property
@@ -220,7 +221,7 @@ class Teacher:
             ]
             for request, detection in zip(requests, detections)
         ]
-        return [_pose_fields(fields) for fields in self.tta(views)]
+        return [_pose_fields(fields) for fields in self.averaging(views)]
 
     def _transformed_input(self, request, detection, scale, degrees):
         """Model input of one transform: the frame rotated by ``degrees`` about the centre of

@@ -14,6 +14,7 @@ import numpy as np
 __all__ = [
     "TEMPORARY_PREFIX",
     "atomic_file",
+    "atomic_path",
     "read_image",
     "remove_temporary_files",
     "same_settings",
@@ -38,13 +39,8 @@ def atomic_file(path):
         with atomic_file("arrays.npy") as f:
             np.save(f, array)
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f"{TEMPORARY_PREFIX}{os.path.basename(path)}."
-    )
+    handle, temporary = _temporary_file(path)
     try:
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
         with os.fdopen(handle, "wb") as f:
             yield f
             f.flush()
@@ -53,6 +49,49 @@ def atomic_file(path):
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary file name that replaces ``path`` only once the block ends without an error,
+    for writers that take a file name rather than a file (``cv2.VideoWriter``, ...).
+
+    The temporary file is in ``path``'s folder (created if missing) with ``path``'s extension
+    (writers that pick the format from it see the right one); it is flushed to disk (fsync) and
+    renamed over ``path`` (``os.replace``). On an error it is removed and ``path`` is left as it
+    was::
+
+        with atomic_path("clip.mp4") as temporary:
+            video = cv2.VideoWriter(temporary, ...)
+            ...
+            video.release()
+    """
+    handle, temporary = _temporary_file(path, keep_extension=True)
+    os.close(handle)
+    try:
+        yield temporary
+        with open(temporary, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _temporary_file(path, keep_extension=False):
+    """A new TEMPORARY_PREFIX file beside ``path`` (its folder created if missing), with the mode
+    ``open()`` would give it: (OS handle, name). Its name ends with ``path``'s extension only
+    with ``keep_extension``: otherwise a search for "*.json" (say) does not find it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    name = os.path.basename(path)
+    stem, extension = os.path.splitext(name) if keep_extension else (name, "")
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f"{TEMPORARY_PREFIX}{stem}.", suffix=extension
+    )
+    os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600
+    return handle, temporary
 
 
 def _umask():

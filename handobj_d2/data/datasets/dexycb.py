@@ -30,6 +30,7 @@ without one, and for left hands (the project's MANO layer is right-handed), the 
 joints only. Every kept frame's colour image must exist (checked at load time).
 """
 
+import itertools
 import logging
 import os
 
@@ -213,6 +214,66 @@ def _split_sequences(root, split, dataset_name):
     return sequences
 
 
+def _read_sequence(root, subject, sequence, models):
+    """What every frame of one sequence shares, from its meta.yml and MANO calibration: a dict
+    of folder, meta_path, num_frames, right (bool), ycb_ids, grasp (index of the grasped object
+    in ycb_ids), object_name, model (its entry of ``models``), betas (10,)."""
+    folder = os.path.join(root, subject, sequence)
+    meta_path = os.path.join(folder, "meta.yml")
+    meta = read_yaml(meta_path)
+    ycb_ids = _key(meta, "ycb_ids", meta_path)
+    grasp = int(_key(meta, "ycb_grasp_ind", meta_path))
+    name = DEXYCB_YCB_CLASSES[int(ycb_ids[grasp]) - 1]
+    if name not in models:
+        raise FileNotFoundError(
+            f"{meta_path}: no model for object '{name}' "
+            f"({os.path.join(root, 'models', name, 'textured_simple.obj')} is missing)"
+        )
+    calib = _key(meta, "mano_calib", meta_path)[0]
+    betas_path = os.path.join(root, "calibration", f"mano_{calib}", "mano.yml")
+    betas = as_array(_key(read_yaml(betas_path), "betas", betas_path), (10,), "betas", betas_path)
+    return {
+        "folder": folder,
+        "meta_path": meta_path,
+        "num_frames": int(_key(meta, "num_frames", meta_path)),
+        "right": _key(meta, "mano_sides", meta_path)[0] == "right",
+        "ycb_ids": ycb_ids,
+        "grasp": grasp,
+        "object_name": name,
+        "model": models[name],
+        "betas": betas,
+    }
+
+
+def _frame_annotations(seq, label_path, K, protocol, max_grasp_distance, pca):
+    """The annotations of one frame of one camera (``seq``: ``_read_sequence``), or the reason
+    (a SkipCounter key) it is not kept."""
+    labels = read_labels(label_path)
+    joints3d = np.asarray(labels["joint_3d"], np.float64).reshape(-1, NUM_JOINTS, 3)[0]
+    if not joints_valid(joints3d):
+        return "frames without a hand"
+    pose_y = as_array(labels["pose_y"], (len(seq["ycb_ids"]), 3, 4), "pose_y", label_path)
+    R, t = pose_y[seq["grasp"], :, :3], pose_y[seq["grasp"], :, 3]
+    posed = bool(pose_y[seq["grasp"]].any())
+    if protocol == "grasp" and not posed:
+        return "frames without a pose of the grasped object"
+    if protocol == "grasp" and _grasp_distance(joints3d, R, t, seq["model"]["points"]) > (
+        max_grasp_distance
+    ):
+        return "frames with the object out of the grasp"
+    joints2d = as_array(labels["joint_2d"], (1, NUM_JOINTS, 2), "joint_2d", label_path)
+    mano = {}
+    if pca is not None and seq["right"]:
+        pose_m = as_array(labels["pose_m"], (1, 51), "pose_m", label_path)[0]
+        mano = {"mano_pose": np.concatenate([pose_m[:3], pca(pose_m[3:48])]),
+                "mano_shape": seq["betas"]}  # fmt: skip
+    annotations = [hand_annotation(K, joints3d=joints3d, joints2d=joints2d[0], **mano)]
+    if posed:
+        model = seq["model"]
+        annotations.append(object_annotation(seq["object_name"], R, t, model["points"], model, K))
+    return annotations
+
+
 def load_dexycb(
     root,
     split,
@@ -237,81 +298,43 @@ def load_dexycb(
     }
     sequences = _split_sequences(root, split, dataset_name)
     records, skipped = [], SkipCounter()
-    height, width = DEXYCB_IMAGE_SIZE
     for subject, sequence in tqdm(sequences, desc=dataset_name, unit="sequence", leave=False):
-        folder = os.path.join(root, subject, sequence)
-        meta_path = os.path.join(folder, "meta.yml")
-        meta = read_yaml(meta_path)
-        num_frames = int(_key(meta, "num_frames", meta_path))
-        right = _key(meta, "mano_sides", meta_path)[0] == "right"
-        if protocol == "grasp" and not right:
-            skipped["frames of left-hand sequences"] += num_frames * len(DEXYCB_SERIALS)
+        seq = _read_sequence(root, subject, sequence, models)
+        if protocol == "grasp" and not seq["right"]:
+            skipped["frames of left-hand sequences"] += seq["num_frames"] * len(DEXYCB_SERIALS)
             continue
-        ycb_ids = _key(meta, "ycb_ids", meta_path)
-        grasp = int(_key(meta, "ycb_grasp_ind", meta_path))
-        name = DEXYCB_YCB_CLASSES[int(ycb_ids[grasp]) - 1]
-        if name not in models:
-            raise FileNotFoundError(
-                f"{meta_path}: no model for object '{name}' "
-                f"({os.path.join(root, 'models', name, 'textured_simple.obj')} is missing)"
+        for serial, frame in itertools.product(DEXYCB_SERIALS, range(seq["num_frames"])):
+            label_path = os.path.join(seq["folder"], serial, f"labels_{frame:06d}.npz")
+            annotations = _frame_annotations(
+                seq, label_path, intrinsics[serial], protocol, max_grasp_distance, pca
             )
-        model = models[name]
-        calib = _key(meta, "mano_calib", meta_path)[0]
-        betas_path = os.path.join(root, "calibration", f"mano_{calib}", "mano.yml")
-        betas = as_array(
-            _key(read_yaml(betas_path), "betas", betas_path), (10,), "betas", betas_path
-        )
-        for serial in DEXYCB_SERIALS:
-            K = intrinsics[serial]
-            for frame in range(num_frames):
-                label_path = os.path.join(folder, serial, f"labels_{frame:06d}.npz")
-                labels = read_labels(label_path)
-                joints3d = np.asarray(labels["joint_3d"], np.float64).reshape(-1, NUM_JOINTS, 3)[0]
-                if not joints_valid(joints3d):
-                    skipped["frames without a hand"] += 1
-                    continue
-                pose_y = as_array(labels["pose_y"], (len(ycb_ids), 3, 4), "pose_y", label_path)
-                R, t = pose_y[grasp, :, :3], pose_y[grasp, :, 3]
-                posed = bool(pose_y[grasp].any())
-                if protocol == "grasp":
-                    if not posed:
-                        skipped["frames without a pose of the grasped object"] += 1
-                        continue
-                    if _grasp_distance(joints3d, R, t, model["points"]) > max_grasp_distance:
-                        skipped["frames with the object out of the grasp"] += 1
-                        continue
-                elif not posed:
-                    skipped["frames without a pose of the grasped object (kept, hand only)"] += 1
-                joints2d = as_array(labels["joint_2d"], (1, NUM_JOINTS, 2), "joint_2d", label_path)
-                mano = {}
-                if pca is not None and right:
-                    pose_m = as_array(labels["pose_m"], (1, 51), "pose_m", label_path)[0]
-                    mano = {
-                        "mano_pose": np.concatenate([pose_m[:3], pca(pose_m[3:48])]),
-                        "mano_shape": betas,
-                    }
-                annotations = [hand_annotation(K, joints3d=joints3d, joints2d=joints2d[0], **mano)]
-                if posed:
-                    annotations.append(object_annotation(name, R, t, model["points"], model, K))
-                records.append(
-                    {
-                        "file_name": os.path.abspath(
-                            os.path.join(folder, serial, f"color_{frame:06d}.jpg")
-                        ),
-                        "image_id": f"{subject}/{sequence}/{serial}/{frame:06d}",
-                        "height": height,
-                        "width": width,
-                        "sequence": f"{subject}/{sequence}/{serial}",
-                        "frame_index": frame,
-                        "camera_K": K.astype(np.float32),
-                        "annotations": annotations,
-                    }
-                )
+            if isinstance(annotations, str):
+                skipped[annotations] += 1
+                continue
+            if len(annotations) == 1:  # the grasped object has no pose in this frame
+                skipped["frames without a pose of the grasped object (kept, hand only)"] += 1
+            records.append(_record(seq, subject, sequence, serial, frame, intrinsics[serial],
+                                   annotations))  # fmt: skip
     check_files_exist(dataset_name, [r["file_name"] for r in records], "colour images")
     if pca is None and records:
         logger.info(f"{dataset_name}: no MANO model given (mano_path): records carry joints only")
     skipped.log(dataset_name, len(records))
     return records
+
+
+def _record(seq, subject, sequence, serial, frame, K, annotations):
+    """The record (docs/design.md) of one frame of one camera."""
+    height, width = DEXYCB_IMAGE_SIZE
+    return {
+        "file_name": os.path.abspath(os.path.join(seq["folder"], serial, f"color_{frame:06d}.jpg")),
+        "image_id": f"{subject}/{sequence}/{serial}/{frame:06d}",
+        "height": height,
+        "width": width,
+        "sequence": f"{subject}/{sequence}/{serial}",
+        "frame_index": frame,
+        "camera_K": K.astype(np.float32),
+        "annotations": annotations,
+    }
 
 
 def register_dexycb(

@@ -2,7 +2,7 @@
 models and unlabeled videos from shiftable domains (``tools/make_synthetic_dataset.py``)."""
 
 from .backgrounds import BACKGROUND_REGISTRY
-from .domains import SYNTHETIC_DOMAINS, SyntheticDomain, get_domain, register_domain
+from .domains import SYNTHETIC_DOMAIN_REGISTRY, SyntheticDomain, get_domain
 from .generate import (
     SEQUENCE_LENGTH,
     SUMMARY_FILE,
@@ -20,7 +20,7 @@ __all__ = [
     "OBJECT_SPECS",
     "SEQUENCE_LENGTH",
     "SUMMARY_FILE",
-    "SYNTHETIC_DOMAINS",
+    "SYNTHETIC_DOMAIN_REGISTRY",
     "SyntheticDomain",
     "SyntheticSceneGenerator",
     "TRAIN_OBJECTS",
@@ -29,6 +29,5 @@ __all__ = [
     "generate_dataset",
     "get_domain",
     "prepare_output",
-    "register_domain",
     "unfinished_same_set",
 ]

@@ -5,9 +5,18 @@ the skin tones. The semi-supervised experiment uses a labeled train set in one d
 unlabeled videos plus a labeled evaluation set in another (``--domain shifted``);
 ``shifted_appearance`` and ``shifted_shape`` each take one half of that shift, to measure what
 each costs a model.
+
+Domains are functions returning a SyntheticDomain, registered by name in
+SYNTHETIC_DOMAIN_REGISTRY (a new domain: ``@SYNTHETIC_DOMAIN_REGISTRY.register()`` on a function
+named after it).
 """
 
 from dataclasses import dataclass, replace
+
+from detectron2.utils.registry import Registry
+
+SYNTHETIC_DOMAIN_REGISTRY = Registry("SYNTHETIC_DOMAIN")
+SYNTHETIC_DOMAIN_REGISTRY.__doc__ = """Synthetic domains by name: ``fn() -> SyntheticDomain``."""
 
 
 @dataclass(frozen=True)
@@ -30,27 +39,18 @@ class SyntheticDomain:
     skin_tones: tuple
 
 
-SYNTHETIC_DOMAINS = {}
-
-
-def register_domain(domain):
-    """Add a SyntheticDomain to SYNTHETIC_DOMAINS (by its name) and return it."""
-    if domain.name in SYNTHETIC_DOMAINS:
-        raise ValueError(f"synthetic domain {domain.name!r} is already registered")
-    SYNTHETIC_DOMAINS[domain.name] = domain
-    return domain
-
-
 def get_domain(name):
     """The registered domain ``name``; a clear error listing the known ones otherwise."""
-    if name not in SYNTHETIC_DOMAINS:
-        raise KeyError(f"unknown synthetic domain {name!r}; known: {sorted(SYNTHETIC_DOMAINS)}")
-    return SYNTHETIC_DOMAINS[name]
+    if name not in SYNTHETIC_DOMAIN_REGISTRY:
+        known = sorted(known for known, _ in SYNTHETIC_DOMAIN_REGISTRY)
+        raise KeyError(f"unknown synthetic domain {name!r}; known: {known}")
+    return SYNTHETIC_DOMAIN_REGISTRY.get(name)()
 
 
-# Indoor scenes, neutral white light, average hand shapes, light skin tones.
-register_domain(
-    SyntheticDomain(
+@SYNTHETIC_DOMAIN_REGISTRY.register()
+def default():
+    """Indoor scenes, neutral white light, average hand shapes, light skin tones."""
+    return SyntheticDomain(
         name="default",
         backgrounds=("wood", "office", "fabric"),
         ambient=(0.35, 0.5),
@@ -59,11 +59,13 @@ register_domain(
         betas=(-1.0, 1.0),
         skin_tones=((0.91, 0.72, 0.6), (0.85, 0.64, 0.5), (0.95, 0.78, 0.68)),
     )
-)
-# Saturated patterns and outdoor scenes, dimmer coloured light, other hand shapes and darker
-# skin tones: a domain shift for the unlabeled videos and the target evaluation set.
-register_domain(
-    SyntheticDomain(
+
+
+@SYNTHETIC_DOMAIN_REGISTRY.register()
+def shifted():
+    """Saturated patterns and outdoor scenes, dimmer coloured light, other hand shapes and darker
+    skin tones: a domain shift for the unlabeled videos and the target evaluation set."""
+    return SyntheticDomain(
         name="shifted",
         backgrounds=("checker", "neon_blobs", "outdoor"),
         ambient=(0.35, 0.5),
@@ -72,14 +74,15 @@ register_domain(
         betas=(-3.0, 3.0),
         skin_tones=((0.66, 0.46, 0.34), (0.55, 0.38, 0.27), (0.76, 0.56, 0.42)),
     )
-)
-# The two halves of the shift: its backgrounds, lights and skin with the default hand shapes, and
-# the default scenes with its hand shapes.
-register_domain(
-    replace(SYNTHETIC_DOMAINS["shifted"], name="shifted_appearance",
-            betas=SYNTHETIC_DOMAINS["default"].betas)
-)  # fmt: skip
-register_domain(
-    replace(SYNTHETIC_DOMAINS["default"], name="shifted_shape",
-            betas=SYNTHETIC_DOMAINS["shifted"].betas)
-)  # fmt: skip
+
+
+@SYNTHETIC_DOMAIN_REGISTRY.register()
+def shifted_appearance():
+    """One half of the shift: its backgrounds, lights and skin with the default hand shapes."""
+    return replace(shifted(), name="shifted_appearance", betas=default().betas)
+
+
+@SYNTHETIC_DOMAIN_REGISTRY.register()
+def shifted_shape():
+    """The other half: the default scenes, lights and skin with the shifted hand shapes."""
+    return replace(default(), name="shifted_shape", betas=shifted().betas)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ...geometry import HO3D_TO_MANOPTH, opengl_to_opencv, points_to_box, project_points
-from ...utils.io import TEMPORARY_PREFIX
+from ...utils.io import atomic_path
 from .writer import ho3d_meta, write_image, write_pickle
 
 VIDEO_FPS = 30.0
@@ -78,17 +78,16 @@ def ground_truth_path(root, name):
 def write_video(root, name, frames):
     """Write a list of HandObjectFrame as mp4, frame folder and ground-truth pickle."""
     height, width = frames[0].image.shape[:2]
-    os.makedirs(os.path.join(root, "videos"), exist_ok=True)
     path = os.path.join(root, "videos", f"{name}.mp4")
-    partial = os.path.join(root, "videos", f"{TEMPORARY_PREFIX}{name}.mp4")
-    video = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (width, height))
-    if not video.isOpened():
-        raise OSError(f"{path}: OpenCV cannot open an mp4v video writer")
-    for index, frame in enumerate(frames):
-        video.write(np.ascontiguousarray(frame.image[..., ::-1]))
-        write_image(os.path.join(root, "video_frames", name, f"{index:04d}.png"), frame.image)
-    video.release()
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+        video = cv2.VideoWriter(partial, fourcc, VIDEO_FPS, (width, height))
+        if not video.isOpened():
+            raise OSError(f"{path}: OpenCV cannot open an mp4v video writer")
+        for index, frame in enumerate(frames):
+            video.write(np.ascontiguousarray(frame.image[..., ::-1]))
+            write_image(os.path.join(root, "video_frames", name, f"{index:04d}.png"), frame.image)
+        video.release()
     truth = {
         "name": name,
         "fps": VIDEO_FPS,

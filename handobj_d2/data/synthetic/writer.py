@@ -30,10 +30,9 @@ import torch
 
 from ...geometry import MANOPTH_TO_HO3D, OPENGL_TO_OPENCV, matrix_to_axis_angle, points_to_box
 from ...utils.io import atomic_file, write_atomically
-from ..segmentation import SEGMENTATION_ENCODERS
+from ..segmentation import encode_ho3d
 
 PICKLE_PROTOCOL = 2  # HO3D's meta files are Python 2 era pickles
-SEGMENTATION_FORMAT = "ho3d"
 POINTS_PER_MODEL = 2048  # surface samples in points.xyz
 
 
@@ -147,7 +146,6 @@ class HO3DWriter:
         self.root = root
         self.names = {"train": [], "evaluation": []}
         self.evaluation_xyz, self.evaluation_verts = [], []
-        self.encode_segmentation = SEGMENTATION_ENCODERS.get(SEGMENTATION_FORMAT)
 
     def meta_path(self, split, sequence, frame_id):
         """The frame's meta file, written last: the frame is complete when it exists."""
@@ -166,7 +164,7 @@ class HO3DWriter:
         meta = ho3d_meta(frame, split)
         if files:
             write_image(os.path.join(folder, "rgb", f"{frame_id}.png"), frame.image)
-            seg = self.encode_segmentation(frame.hand_mask, frame.object_mask)
+            seg = encode_ho3d(frame.hand_mask, frame.object_mask)
             write_image(os.path.join(folder, "seg", f"{frame_id}.png"), seg)
             write_pickle(self.meta_path(split, sequence, frame_id), meta)
         self.list_frame(split, sequence, frame_id)

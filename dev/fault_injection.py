@@ -3,10 +3,10 @@
 finishes as if nothing had happened (docs/reliability.md has the figures).
 
     # the long version: N random kills of each job on a tiny synthetic set, JSON on stdout
-    python tools/fault_injection.py campaign --kills 5 --output output/faults
+    python dev/fault_injection.py campaign --kills 5 --output output/faults
     # run a tool with a fault injected (tests/test_fault_injection.py uses this)
-    python tools/fault_injection.py inject --kill-in-save 3 -- tools/train_net.py ARGS...
-    python tools/fault_injection.py inject --kill-before-commit '*/videos/*.json' 2 -- \\
+    python dev/fault_injection.py inject --kill-in-save 3 -- tools/train_net.py ARGS...
+    python dev/fault_injection.py inject --kill-before-commit '*/videos/*.json' 2 -- \\
         tools/generate_pseudo_labels.py ARGS...
 
 ``inject`` runs the script in this process after patching one of two places to SIGKILL the
@@ -239,7 +239,7 @@ def campaign_training(args, work, env, rng):
     out = os.path.join(work, "train", "killed_in_final_save")
     log = os.path.join(work, "train_killed_in_final_save.log")
     saves = args.iters // max(1, args.iters // 4) + 1
-    _run(["tools/fault_injection.py", "inject", "--kill-in-save", str(saves), "--",
+    _run(["dev/fault_injection.py", "inject", "--kill-in-save", str(saves), "--",
           *command(out, 0)], log, env)  # fmt: skip
     final_absent = not os.path.exists(os.path.join(out, "model_final.pth"))
     _, code = _run(command(out, 0, "--resume"), log, env)
