@@ -377,10 +377,11 @@ class HandObjectDatasetMapper:
         }
 
     def _released_pair(self, hand_label, object_label):
-        """Whether the released boxes apply: a hand with 2D joints and an object with a pose."""
+        """Whether the released boxes apply: a hand (with 2D joints in training, whose crop is
+        found around them) and an object with a pose."""
         return (
             hand_label is not None
-            and hand_label["has_joints2d"]
+            and (hand_label["has_joints2d"] or not self.is_train)
             and object_label is not None
             and object_label["has_pose"]
         )
