@@ -31,8 +31,8 @@ from ..geometry import roll_matrix
 from . import transforms as T
 
 HANDOBJ_AUGMENTATION_REGISTRY = Registry("HANDOBJ_AUGMENTATION")
-HANDOBJ_AUGMENTATION_REGISTRY.__doc__ = """Training augmentations (INPUT.HANDOBJ.AUGMENTATION): classes
-built with ``(rotation, scale_jitter, center_jitter, color_jitter, blur_max_sigma)``."""
+HANDOBJ_AUGMENTATION_REGISTRY.__doc__ = """Training augmentations (INPUT.HANDOBJ.AUGMENTATION):
+classes built with ``(rotation, scale_jitter, center_jitter, color_jitter, blur_max_sigma)``."""
 
 # The released code's colour operations, in the order its list has them before shuffling.
 RELEASED_COLOR_OPERATIONS = ("brightness", "saturation", "hue", "contrast")
@@ -49,7 +49,9 @@ def build_augmentation(name, **kwargs):
         cls = HANDOBJ_AUGMENTATION_REGISTRY.get(AUGMENTATION_NAMES.get(name, name))
     except KeyError:
         known = sorted(AUGMENTATION_NAMES) + sorted(n for n, _ in HANDOBJ_AUGMENTATION_REGISTRY)
-        raise ValueError(f"INPUT.HANDOBJ.AUGMENTATION must be one of {known}, got {name!r}") from None
+        raise ValueError(
+            f"INPUT.HANDOBJ.AUGMENTATION must be one of {known}, got {name!r}"
+        ) from None
     return cls(**kwargs)
 
 

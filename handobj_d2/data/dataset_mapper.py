@@ -347,22 +347,27 @@ class HandObjectDatasetMapper:
             result[key] = _f32(T.apply_affine(box.reshape(2, 2), crop).reshape(4))
         result["instances"] = self._detector_instances(hand_label, object_label)
         if object_label is not None and object_mask is not None:
-            warp = self.augmentation.warp_mask if self.is_train else T.warp_mask
-            object_mask = warp(object_mask, image_to_input, width, height, self.crop_size)
-        else:
-            object_mask = None
+            object_mask = self._input_mask(object_mask, image_to_input, width, height)
         weight = self.pseudo_loss_weight if result["is_pseudo_label"] else 1.0
         result["hand_object"] = hand_object_instances(
-            (self.crop_size, self.crop_size), hand_label, object_label, object_mask, weight, name
-        )
+            (self.crop_size, self.crop_size), hand_label, object_label,
+            object_mask if object_label is not None else None, weight, name,
+        )  # fmt: skip
         return result
+
+    def _input_mask(self, object_mask, image_to_input, width, height):
+        """The object mask in model-input pixels ((S, S) uint8), warped as the image is."""
+        warp = self.augmentation.warp_mask if self.is_train else T.warp_mask
+        return warp(object_mask, image_to_input, width, height, self.crop_size)
 
     def _rotation(self, K, width, height, params):
         """(pixel map (3, 3 affine), camera roll (3, 3)) of the sample's in-plane rotation;
         identities at test time. Without intrinsics the image centre is the pivot."""
         if params is None:
             return np.eye(3), np.eye(3)
-        pivot = K if K is not None else np.array([[1.0, 0, width / 2], [0, 1.0, height / 2], [0, 0, 1]])
+        pivot = (
+            K if K is not None else np.array([[1.0, 0, width / 2], [0, 1.0, height / 2], [0, 0, 1]])
+        )
         angle = params["angle"]
         return self.augmentation.rotation(pivot, angle), T.roll_matrix(angle)
 
@@ -387,9 +392,9 @@ class HandObjectDatasetMapper:
         )
 
     def _crop_box(self, hand_label, object_label, given, rotate, params, width, height, name):
-        """Square crop box (pixels of the rotated image) for the mode, the boxes mode
-        (TRAIN_BOXES / TEST_BOXES) and the augmentation's ``params``. The released evaluation
-        also replaces the labels' boxes by its own here (they are in original pixels)."""
+        """Square crop box (pixels of the rotated image): around the fused hand/object box, or
+        the released code's (TRAIN_BOXES / TEST_BOXES "released"), jittered in training by the
+        augmentation's ``params``; the whole image when there is no box."""
         boxes = [label["box"] for label in (hand_label, object_label) if label is not None]
         boxes += list(given.values())
         if not boxes:  # nothing to crop around: the whole image, padded to a square
@@ -400,27 +405,37 @@ class HandObjectDatasetMapper:
         released = self._released_pair(hand_label, object_label)
         if not self.is_train:
             if self.test_boxes == "released" and released:
-                hand_label["box"], object_label["box"], crop_box = released_test_boxes(
-                    hand_label["box"], object_label["control_points2d"], width, height
-                )
-                return crop_box
+                return self._released_test_crop(hand_label, object_label, width, height)
             return square_box(fused, self.crop_scale)
         if self.train_boxes == "released" and released:
-            # The released crop is found in the original image, jittered there, and its centre
-            # carried by the rotation.
-            unrotate = np.linalg.inv(rotate)
-            centre, side = released_crop(
-                T.apply_affine(hand_label["joints2d"], unrotate),
-                T.apply_affine(object_label["control_points2d"], unrotate),
-                width,
-                height,
-            )
-            box = self.augmentation.crop_box(centre, side, params)
-            centre = T.apply_affine(((box[:2] + box[2:]) / 2)[None], rotate)[0]
-            half = (box[2] - box[0]) / 2
-            return np.concatenate([centre - half, centre + half])
+            return self._released_train_crop(hand_label, object_label, rotate, params, width,
+                                             height)  # fmt: skip
         centre, side = (fused[:2] + fused[2:]) / 2, (fused[2:] - fused[:2]).max() * self.crop_scale
         return self.augmentation.crop_box(centre, side, params)
+
+    @staticmethod
+    def _released_test_crop(hand_label, object_label, width, height):
+        """The released evaluation's crop; its hand and object boxes replace the labels' (in
+        original pixels, as the labels are at test time)."""
+        hand_label["box"], object_label["box"], crop_box = released_test_boxes(
+            hand_label["box"], object_label["control_points2d"], width, height
+        )
+        return crop_box
+
+    def _released_train_crop(self, hand_label, object_label, rotate, params, width, height):
+        """The released training crop: found around the 2D joints and control points in the
+        original image, jittered there, its centre then carried by the rotation."""
+        unrotate = np.linalg.inv(rotate)
+        centre, side = released_crop(
+            T.apply_affine(hand_label["joints2d"], unrotate),
+            T.apply_affine(object_label["control_points2d"], unrotate),
+            width,
+            height,
+        )
+        box = self.augmentation.crop_box(centre, side, params)
+        centre = T.apply_affine(((box[:2] + box[2:]) / 2)[None], rotate)[0]
+        half = (box[2] - box[0]) / 2
+        return np.concatenate([centre - half, centre + half])
 
     def _input_image(self, image, image_to_input, params):
         """The (3, S, S) uint8 model input in INPUT.FORMAT's channel order: the warped image,

@@ -339,7 +339,8 @@ def convert_torchvision_resnet50(state_dict, model_state):
             unmapped.append(f"{key} -> {name}" if name else key)
             continue
         if tuple(value.shape) != tuple(model_state[name].shape):
-            mismatched.append(f"{key} {tuple(value.shape)} -> {name} {tuple(model_state[name].shape)}")
+            shape = tuple(model_state[name].shape)
+            mismatched.append(f"{key} {tuple(value.shape)} -> {name} {shape}")
             continue
         converted[name] = value.detach().to(dtype=model_state[name].dtype).clone()
     missing = [
