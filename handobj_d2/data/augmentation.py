@@ -25,7 +25,9 @@ adjustments in a shuffled order.
 """
 
 import numpy as np
+import torchvision.transforms.functional as TF
 from detectron2.utils.registry import Registry
+from PIL import Image, ImageFilter
 
 from ..geometry import roll_matrix
 from . import transforms as T
@@ -138,13 +140,10 @@ class ReleasedAugmentation(DefaultAugmentation):
         return np.concatenate([centre - side / 2, centre + side / 2])
 
     def render(self, image, image_to_input, size, params):
-        import torchvision.transforms.functional as F
-        from PIL import ImageFilter
-
         out = _pil_warp(image[..., ::-1], image_to_input, size)
         out = out.filter(ImageFilter.GaussianBlur(params["blur"]))
-        adjust = {"brightness": F.adjust_brightness, "saturation": F.adjust_saturation,
-                  "hue": F.adjust_hue, "contrast": F.adjust_contrast}  # fmt: skip
+        adjust = {"brightness": TF.adjust_brightness, "saturation": TF.adjust_saturation,
+                  "hue": TF.adjust_hue, "contrast": TF.adjust_contrast}  # fmt: skip
         for name in params["color_order"]:
             out = adjust[name](out, params["color"][name])
         return np.ascontiguousarray(np.asarray(out)[..., ::-1])
@@ -161,8 +160,6 @@ def _pil_warp(array, image_to_input, size):
     ``Image.transform(AFFINE)`` does with the inverse of ``image_to_input`` (output pixel corner
     coordinates (x + 0.5, y + 0.5) mapped back, the input pixel holding the point taken; zeros
     outside)."""
-    from PIL import Image
-
     inverse = np.linalg.inv(image_to_input)
     return Image.fromarray(np.ascontiguousarray(array)).transform(
         (size, size), Image.AFFINE, tuple(inverse[:2].reshape(-1)), resample=Image.NEAREST

@@ -99,6 +99,9 @@ class HandObjectTrainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        if not logging.getLogger("handobj_d2").isEnabledFor(logging.INFO):
+            # The package's own messages (the epoch schedule, the mapper) beside Detectron2's.
+            setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="handobj_d2")
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         cfg = apply_epoch_schedule(cfg)
         model = self.build_model(cfg)
