@@ -22,6 +22,7 @@ from handobj_d2.engine.defaults import (
     setup_cfg,
 )
 from handobj_d2.engine.trainer import HandObjectTrainer
+from handobj_d2.modeling.released_checkpoint import convert_torchvision_resnet50
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED = "configs/HO3D-v2/handobj_R50_FPN_released.yaml"
@@ -169,6 +170,11 @@ def test_torchvision_resnet50_lands_in_the_released_backbone(tmp_path):
         r = reference
         theirs = r.layer4(r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x))))))))
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    # The older file (resnet50-19c8e357.pth) has no BatchNorm step counters: the same weights.
+    older = {k: v for k, v in reference.state_dict().items() if "num_batches_tracked" not in k}
+    converted, _ = convert_torchvision_resnet50(older, model.state_dict())
+    assert all(torch.equal(v, saved[k]) for k, v in converted.items())
+    assert len(converted) == len(older) - 2  # all but the classifier's weight and bias
     # torch.nn.Linear's default: weights and bias within 1 / sqrt(fan_in); ours would put the
     # identity rotation (1, 0, 0, 0, 1, 0) in the bias.
     pose = saved["roi_heads.hand_head.mesh_head.pose.bias"]
