@@ -219,13 +219,11 @@ def test_epoch_schedule_by_hand():
             {"file_name": f"{i}.png", "image_id": i, "annotations": [copy.deepcopy(box)]}
             for i in range(50)
         ])  # fmt: skip
-    cfg = setup_cfg(TINY, ["DATASETS.TRAIN", f"('{name}',)", "SOLVER.IMS_PER_BATCH", "24",
-                           "SOLVER.HANDOBJ.EPOCHS", "4", "SOLVER.HANDOBJ.STEP_EPOCHS", "2",
-                           "SOLVER.BASE_LR", "1e-4", "SOLVER.GAMMA", "0.7",
-                           "SOLVER.WARMUP_ITERS", "0"])  # fmt: skip
+    cfg = setup_cfg(RELEASED, ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()",
+                               "SOLVER.HANDOBJ.EPOCHS", "4", "SOLVER.HANDOBJ.STEP_EPOCHS", "2"])
     scheduled = apply_epoch_schedule(cfg)
     assert tuple(scheduled.SOLVER.STEPS) == (6,) and scheduled.SOLVER.MAX_ITER == 12
-    assert scheduled.is_frozen() and tuple(cfg.SOLVER.STEPS) == (300,)  # the input is kept
+    assert scheduled.is_frozen() and cfg.SOLVER.MAX_ITER == 40000  # the input is kept
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
     scheduler = build_lr_scheduler(scheduled, optimizer)
     lrs = []
@@ -239,9 +237,11 @@ def test_epoch_schedule_by_hand():
     released = apply_epoch_schedule(setup_cfg(RELEASED), num_records=66034)
     assert released.SOLVER.MAX_ITER == 165120
     assert tuple(released.SOLVER.STEPS) == (27520, 55040, 82560, 110080, 137600)
-    # EPOCHS 0: STEPS / MAX_ITER as given.
-    plain = setup_cfg(TINY, ["SOLVER.MAX_ITER", "7", "SOLVER.STEPS", "(5,)"])
+    # EPOCHS 0: STEPS / MAX_ITER as given; both at once is refused.
+    plain = setup_cfg(RELEASED, ["SOLVER.HANDOBJ.EPOCHS", "0", "SOLVER.MAX_ITER", "7"])
     assert apply_epoch_schedule(plain) is plain and plain.SOLVER.MAX_ITER == 7
+    with pytest.raises(HandObjectConfigError, match="Set SOLVER.HANDOBJ.EPOCHS 0"):
+        setup_cfg(RELEASED, ["SOLVER.MAX_ITER", "7"])
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,8 @@ def setup_cfg(config_file="", opts=(), freeze=True):
 
     ``MODEL.DEVICE`` defaults to "cuda" when a GPU is visible and "cpu" otherwise; a value in the
     file or the overrides wins. Raises HandObjectConfigError naming the file or key at fault, or
-    when the config would freeze randomly initialised layers (:func:`check_starting_point`).
+    when the config would freeze randomly initialised layers (:func:`check_starting_point`) or
+    gives both an epoch schedule and iterations (:func:`check_schedule`).
     """
     cfg = add_handobj_config(get_cfg())
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -42,6 +43,7 @@ def setup_cfg(config_file="", opts=(), freeze=True):
     except (KeyError, ValueError, AssertionError) as e:
         raise HandObjectConfigError(f"bad command-line override {list(opts)}: {e}") from None
     check_starting_point(cfg, config_file or "the config")
+    check_schedule(cfg, config_file or "the config")
     if freeze:
         cfg.freeze()
     return cfg
@@ -93,6 +95,27 @@ def check_starting_point(cfg, source="the config"):
             '"detectron2://ImageNet/MSRA/R-50.pkl" (FrozenBN, FREEZE_AT 2) or a torchvision '
             "ResNet-50 converted by tools/convert_released_checkpoint.py --torchvision-resnet50 "
             "for the released backbone (BN, FREEZE_AT 0)."
+        )
+
+
+def check_schedule(cfg, source="the config"):
+    """Raise HandObjectConfigError when SOLVER.HANDOBJ.EPOCHS > 0 (STEPS / MAX_ITER computed at
+    set-up) and SOLVER.STEPS or MAX_ITER are given too (they would be silently replaced)."""
+    epochs = cfg.SOLVER.HANDOBJ.EPOCHS
+    defaults = get_cfg().SOLVER
+    given = [
+        key
+        for key, value, default in (
+            ("MAX_ITER", cfg.SOLVER.MAX_ITER, defaults.MAX_ITER),
+            ("STEPS", tuple(cfg.SOLVER.STEPS), tuple(defaults.STEPS)),
+        )
+        if value != default
+    ]
+    if epochs > 0 and given:
+        raise HandObjectConfigError(
+            f"{source}: SOLVER.HANDOBJ.EPOCHS {epochs} computes SOLVER.STEPS and MAX_ITER from "
+            f"the training set's size, but SOLVER.{' and '.join(given)} are given too. Set "
+            "SOLVER.HANDOBJ.EPOCHS 0 to train for the given iterations, or drop them."
         )
 
 
