@@ -13,6 +13,14 @@ def add_handobj_config(cfg):
     """Add the hand-object keys to a Detectron2 config (in place) and return it."""
     _C = cfg
 
+    # Starting point. This package ships no weights (MODEL.WEIGHTS ""), so by default every layer
+    # trains from its random initialisation: BatchNorm with batch statistics and nothing frozen
+    # (Detectron2's defaults, FrozenBN and FREEZE_AT 2, are for MSRA ImageNet weights: set them
+    # back with MODEL.WEIGHTS "detectron2://ImageNet/MSRA/R-50.pkl"). setup_cfg refuses a config
+    # that would freeze randomly initialised layers.
+    _C.MODEL.RESNETS.NORM = "BN"
+    _C.MODEL.BACKBONE.FREEZE_AT = 0
+
     # The model itself (MODEL.META_ARCHITECTURE "HandObjectRCNN", MODEL.ROI_HEADS.NAME
     # "HandObjectROIHeads", two classes) is chosen in configs/Base-HandObject-RCNN.yaml.
     _C.MODEL.HANDOBJ = CN()
@@ -125,6 +133,22 @@ def add_handobj_config(cfg):
     # brightness, contrast, saturation, hue
     _C.INPUT.HANDOBJ.COLOR_JITTER = [0.5, 0.5, 0.5, 0.15]
     _C.INPUT.HANDOBJ.BLUR_MAX_SIGMA = 0.5  # pixels, Gaussian blur sigma uniform in [0, max]
+    # Training boxes and crop: "annotation" (the annotated boxes; crop = fused box x CROP_SCALE,
+    # jittered) or "released" (the authors' training: hand box = box of the 2D joints x1.1,
+    # object box = box of the projected control points, crop = union of both x1.5 clipped to the
+    # image, then jittered; handobj_d2/data/released_protocol.py).
+    _C.INPUT.HANDOBJ.TRAIN_BOXES = "annotation"
+    # Random draws and image operations of training (data/augmentation.py
+    # HANDOBJ_AUGMENTATION_REGISTRY): "default" (uniform scale jitter, centre jitter of the
+    # jittered side, OpenCV warp with bilinear pixel-centre resampling, colour then blur) or
+    # "released" (the authors': scale 1 + SCALE_JITTER N(0, 1) clipped, centre jitter of the
+    # unjittered side, PIL warp (pixel corners, nearest), blur then colour operations in shuffled
+    # order, torchvision's colour functions).
+    _C.INPUT.HANDOBJ.AUGMENTATION = "default"
+    # The 3D-joint target of samples with MANO labels: "annotation" (the record's joints3d) or
+    # "mano" (the joints of MANO(gt pose, shape) with MODEL.MANO.FINGERTIP_VERTICES, as the
+    # released training: the loss computes them from the sample's MANO labels).
+    _C.INPUT.HANDOBJ.JOINTS3D_TARGET = "annotation"
     # Inference boxes and crop: "annotation" (the annotated boxes; crop = fused box x CROP_SCALE)
     # or "released" (the authors' evaluation: hand box x1.1, object box = projected control
     # points, their crop; handobj_d2/data/released_protocol.py).
@@ -136,6 +160,14 @@ def add_handobj_config(cfg):
     _C.DATALOADER.HANDOBJ = CN()
     _C.DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY = "fail"
     _C.DATALOADER.HANDOBJ.MAX_BAD_SAMPLES = 100
+
+    # Schedule in epochs (as the released traineval.py): with EPOCHS > 0, setup_cfg sets
+    # SOLVER.MAX_ITER = EPOCHS x iterations per epoch and SOLVER.STEPS every STEP_EPOCHS epochs
+    # (SOLVER.GAMMA per step), an epoch being ceil(records of DATASETS.TRAIN / IMS_PER_BATCH)
+    # iterations. EPOCHS 0 keeps SOLVER.STEPS / MAX_ITER as given.
+    _C.SOLVER.HANDOBJ = CN()
+    _C.SOLVER.HANDOBJ.EPOCHS = 0
+    _C.SOLVER.HANDOBJ.STEP_EPOCHS = 10
 
     _C.SOLVER.OPTIMIZER = "ADAM"  # "ADAM" (released code) | "SGD"
     # One fused kernel updates every parameter (torch's ``fused=True``) instead of a Python loop

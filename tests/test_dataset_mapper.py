@@ -11,6 +11,7 @@ import torch
 from detectron2.structures import BoxMode
 
 from handobj_d2.data import transforms as T
+from handobj_d2.data.augmentation import DefaultAugmentation
 from handobj_d2.data.dataset_mapper import HandObjectDatasetMapper
 from handobj_d2.data.segmentation import encode_ho3d
 from handobj_d2.geometry import box_control_points, points_to_box, project_points
@@ -347,9 +348,12 @@ def test_transform_box():
     assert np.allclose(cut, [-np.sqrt(2), 0, np.sqrt(2), np.sqrt(2)])
 
 
-def test_jitter_crop_box_ranges():
+def test_default_augmentation_crop_ranges():
+    augmentation = DefaultAugmentation(0.0, 0.2, 0.1, [0, 0, 0, 0], 0.0)
     rng = np.random.default_rng(0)
-    boxes = np.array([T.jitter_crop_box([0, 0, 40, 20], 1.5, 0.2, 0.1, rng) for _ in range(500)])
+    boxes = np.array(
+        [augmentation.crop_box([20, 10], 60.0, augmentation.sample(rng)) for _ in range(500)]
+    )
     sides = boxes[:, 2] - boxes[:, 0]
     assert np.allclose(sides, boxes[:, 3] - boxes[:, 1])
     assert sides.min() >= 48 and sides.max() <= 72 and np.ptp(sides) > 20

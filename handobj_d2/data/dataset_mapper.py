@@ -2,17 +2,18 @@
 input dict (docs/design.md "Mapper output").
 
 The model input is a ``CROP_SIZE`` square crop of the fused hand/object box enlarged
-``CROP_SCALE`` times. Training adds, as the released code: an in-plane rotation uniform in
+``CROP_SCALE`` times (or the released code's crop, INPUT.HANDOBJ.TRAIN_BOXES / TEST_BOXES
+"released"). Training adds, as the released code: an in-plane rotation uniform in
 [-ROTATION, ROTATION] about the principal point (a camera roll, see ``transforms``), scale and
-centre jitter of the crop, colour jitter and Gaussian blur. The rotation and the crop compose
-into one affine (``image_to_input``) that moves the image, the mask, the 2D joints and control
-points, and gives the input's intrinsics ``crop @ K``; the roll rotates the 3D joints, the MANO
-global rotation and the object pose. Test time: the plain crop, no randomness.
+centre jitter of the crop, colour jitter and Gaussian blur, drawn and applied by the
+INPUT.HANDOBJ.AUGMENTATION of ``augmentation``. The rotation and the crop compose into one
+affine (``image_to_input``) that moves the image, the mask, the 2D joints and control points,
+and gives the input's intrinsics ``crop @ K``; the roll rotates the 3D joints, the MANO global
+rotation and the object pose. Test time: the plain crop, no randomness.
 """
 
 import logging
 
-import cv2
 import numpy as np
 import torch
 from detectron2.config import configurable
@@ -22,7 +23,8 @@ from ..constants import HAND_CLASS, NUM_CONTROL_POINTS, NUM_JOINTS, OBJECT_CLASS
 from ..geometry import crop_matrix, project_points, square_box, union_box
 from ..utils.io import read_image
 from . import transforms as T
-from .released_protocol import released_test_boxes
+from .augmentation import build_augmentation
+from .released_protocol import released_crop, released_test_boxes, released_train_boxes
 from .segmentation import decode_segmentation
 
 logger = logging.getLogger(__name__)
@@ -157,6 +159,9 @@ class HandObjectDatasetMapper:
         bad_sample_policy="fail",
         max_bad_samples=0,
         test_boxes="annotation",
+        train_boxes="annotation",
+        augmentation="default",
+        joints3d_target="annotation",
     ):
         """
         Args:
@@ -180,10 +185,26 @@ class HandObjectDatasetMapper:
             test_boxes (str): inference boxes and crop: "annotation" (the annotated boxes, the
                 fused box enlarged ``crop_scale`` times) or "released" (the released code's,
                 ``released_protocol.released_test_boxes``, for annotated hand and object pose).
+            train_boxes (str): training boxes and crop: "annotation" (as ``test_boxes``, then
+                jittered) or "released" (``released_protocol``: crop around the 2D joints and
+                control points, hand box = 2D joints' box x1.1 and object box = control
+                points' box after the crop; records without 2D joints or an object pose keep
+                their annotated boxes).
+            augmentation (str): the training augmentation's name in
+                HANDOBJ_AUGMENTATION_REGISTRY ("default" or "released", ``augmentation``).
+            joints3d_target (str): "annotation" (the record's joints3d) or "mano" (records
+                with MANO labels train their 3D joints on MANO(pose, shape)'s joints, which the
+                loss computes: their joints3d are not passed on).
         """
-        if test_boxes not in ("annotation", "released"):
+        for key, value in (("TEST_BOXES", test_boxes), ("TRAIN_BOXES", train_boxes)):
+            if value not in ("annotation", "released"):
+                raise ValueError(
+                    f"INPUT.HANDOBJ.{key} must be 'annotation' or 'released', got {value!r}"
+                )
+        if joints3d_target not in ("annotation", "mano"):
             raise ValueError(
-                f"INPUT.HANDOBJ.TEST_BOXES must be 'annotation' or 'released', got {test_boxes!r}"
+                f"INPUT.HANDOBJ.JOINTS3D_TARGET must be 'annotation' or 'mano', got "
+                f"{joints3d_target!r}"
             )
         if bad_sample_policy not in ("fail", "skip"):
             raise ValueError(
@@ -197,17 +218,22 @@ class HandObjectDatasetMapper:
         self.is_train = is_train
         self.crop_size = int(crop_size)
         self.crop_scale = float(crop_scale)
-        self.rotation = float(rotation)
-        self.scale_jitter = float(scale_jitter)
-        self.center_jitter = float(center_jitter)
-        self.color_jitter = tuple(float(x) for x in color_jitter)
-        self.blur_max_sigma = float(blur_max_sigma)
+        self.augmentation = build_augmentation(
+            augmentation,
+            rotation=rotation,
+            scale_jitter=scale_jitter,
+            center_jitter=center_jitter,
+            color_jitter=color_jitter,
+            blur_max_sigma=blur_max_sigma,
+        )
         self.image_format = image_format
         self.pseudo_loss_weight = float(pseudo_loss_weight)
         self.skip_bad_samples = is_train and bad_sample_policy == "skip"
         self.max_bad_samples = int(max_bad_samples)
         self.skipped = {}  # file name -> reason, the bad records skipped so far
         self.test_boxes = test_boxes
+        self.train_boxes = train_boxes
+        self.joints3d_target = joints3d_target
         mode = "training" if is_train else "inference"
         logger.info(f"HandObjectDatasetMapper ({mode}): {self.crop_size}px crops")
 
@@ -228,6 +254,9 @@ class HandObjectDatasetMapper:
             "bad_sample_policy": cfg.DATALOADER.HANDOBJ.BAD_SAMPLE_POLICY,
             "max_bad_samples": cfg.DATALOADER.HANDOBJ.MAX_BAD_SAMPLES,
             "test_boxes": h.TEST_BOXES,
+            "train_boxes": h.TRAIN_BOXES,
+            "augmentation": h.AUGMENTATION,
+            "joints3d_target": h.JOINTS3D_TARGET,
         }
 
     def __call__(self, dataset_dict):
@@ -278,73 +307,33 @@ class HandObjectDatasetMapper:
             return None
         return decode_segmentation(path, dataset_dict.get("segmentation_format", "ho3d"))[1]
 
-    def map(self, record, image, object_mask=None, view=None):
+    def map(self, record, image, object_mask=None, params=None, view=None):
         """Model input dict of ``record`` given its decoded BGR uint8 image (H, W, 3) and object
-        mask (h, w) bool (any resolution covering the image, or None).
+        mask (h, w) bool (any resolution covering the image, or None). Training draws the
+        augmentation's random values, unless given as ``params`` (``augmentation``).
 
         ``view``: optional (3, 3) pixel transform of the image before the crop (the teacher's
         transformed views of an unannotated frame, ``semi.teacher``); the input then has no
         ``camera_K``, the view being no pinhole camera's."""
         name = f"record {record.get('image_id', record.get('file_name', '?'))!r}"
         height, width = image.shape[:2]
-        hand = _annotation(record, HAND_CLASS, name)
-        obj = _annotation(record, OBJECT_CLASS, name)
         K = record.get("camera_K")
         K = None if K is None else _array(K, (3, 3), f"{name} camera_K")
-        rng = np.random
-
-        angle = rng.uniform(-self.rotation, self.rotation) if self.is_train else 0.0
-        pivot = (
-            K if K is not None else np.array([[1.0, 0, width / 2], [0, 1.0, height / 2], [0, 0, 1]])
-        )
-        roll = T.roll_matrix(angle)
-        rotate = T.roll_homography(pivot, angle)
+        if self.is_train and params is None:
+            params = self.augmentation.sample(np.random)
+        rotate, roll = self._rotation(K, width, height, params)
         if view is not None:
             rotate = np.asarray(view, dtype=np.float64) @ rotate
-
-        hand_label = self._hand_label(hand, rotate, roll, name)
+        obj = _annotation(record, OBJECT_CLASS, name)
+        hand_label = self._hand_label(_annotation(record, HAND_CLASS, name), rotate, roll, name)
         object_label = self._object_label(obj, rotate, roll, K, name)
-        # Boxes given without annotations (demo, unlabeled video): "hand_box" / "object_box".
-        given = {
-            key: T.transform_box(_array(record[key], (4,), f"{name} {key}"), rotate)
-            for key, label in (("hand_box", hand_label), ("object_box", object_label))
-            if label is None and record.get(key) is not None
-        }
-        boxes = [label["box"] for label in (hand_label, object_label) if label is not None]
-        boxes += list(given.values())
-        if boxes:
-            fused = boxes[0] if len(boxes) == 1 else union_box(*boxes)
-            if (fused[2:] - fused[:2]).max() < 1.0:
-                raise ValueError(f"{name}: hand/object boxes are degenerate ({fused.tolist()})")
-            if self.is_train:
-                crop_box = T.jitter_crop_box(
-                    fused, self.crop_scale, self.scale_jitter, self.center_jitter, rng
-                )
-            elif (
-                self.test_boxes == "released"
-                and hand_label is not None
-                and object_label is not None
-                and object_label["has_pose"]
-            ):
-                hand_label["box"], object_label["box"], crop_box = released_test_boxes(
-                    hand_label["box"], object_label["control_points2d"], width, height
-                )
-            else:
-                crop_box = square_box(fused, self.crop_scale)
-        else:  # nothing to crop around: the whole image, padded to a square
-            crop_box = square_box([0.0, 0.0, width, height])
+        given = self._given_boxes(record, hand_label, object_label, rotate, name)
+        crop_box = self._crop_box(hand_label, object_label, given, rotate, params, width, height,
+                                  name)  # fmt: skip
         crop = crop_matrix(crop_box, self.crop_size)
         image_to_input = crop @ rotate
-
-        size = self.crop_size
-        out_image = T.warp_image(image, image_to_input, size)
-        if self.is_train:
-            out_image = T.color_jitter(out_image, *T.sample_color_jitter(self.color_jitter, rng))
-            out_image = T.gaussian_blur(out_image, rng.uniform(0.0, self.blur_max_sigma))
-        if self.image_format == "RGB":
-            out_image = out_image[..., ::-1]
         result = {
-            "image": torch.from_numpy(np.ascontiguousarray(out_image.transpose(2, 0, 1))),
+            "image": self._input_image(image, image_to_input, params),
             "height": height,
             "width": width,
             "image_id": record.get("image_id", record.get("file_name")),
@@ -353,37 +342,145 @@ class HandObjectDatasetMapper:
         }
         if K is not None and view is None:
             result["camera_K"] = _f32(crop @ K)
+        self._labels_to_input(hand_label, object_label, crop)
+        for key, box in given.items():
+            result[key] = _f32(T.apply_affine(box.reshape(2, 2), crop).reshape(4))
+        if not self.is_train:
+            result.update(self._protocol_inputs(hand_label, object_label, obj))
+        result["instances"] = self._detector_instances(hand_label, object_label)
+        if object_label is not None and object_mask is not None:
+            object_mask = self._input_mask(object_mask, image_to_input, width, height)
+        weight = self.pseudo_loss_weight if result["is_pseudo_label"] else 1.0
+        result["hand_object"] = hand_object_instances(
+            (self.crop_size, self.crop_size), hand_label, object_label,
+            object_mask if object_label is not None else None, weight, name,
+        )  # fmt: skip
+        return result
 
-        classes, detector_boxes = [], []
-        for category, label in ((HAND_CLASS, hand_label), (OBJECT_CLASS, object_label)):
+    def _input_mask(self, object_mask, image_to_input, width, height):
+        """The object mask in model-input pixels ((S, S) uint8), warped as the image is."""
+        warp = self.augmentation.warp_mask if self.is_train else T.warp_mask
+        return warp(object_mask, image_to_input, width, height, self.crop_size)
+
+    def _rotation(self, K, width, height, params):
+        """(pixel map (3, 3 affine), camera roll (3, 3)) of the sample's in-plane rotation;
+        identities at test time. Without intrinsics the image centre is the pivot."""
+        if params is None:
+            return np.eye(3), np.eye(3)
+        pivot = (
+            K if K is not None else np.array([[1.0, 0, width / 2], [0, 1.0, height / 2], [0, 0, 1]])
+        )
+        angle = params["angle"]
+        return self.augmentation.rotation(pivot, angle), T.roll_matrix(angle)
+
+    @staticmethod
+    def _given_boxes(record, hand_label, object_label, rotate, name):
+        """Boxes given without annotations (demo, unlabeled video): "hand_box" / "object_box"
+        after the rotation, by key."""
+        return {
+            key: T.transform_box(_array(record[key], (4,), f"{name} {key}"), rotate)
+            for key, label in (("hand_box", hand_label), ("object_box", object_label))
+            if label is None and record.get(key) is not None
+        }
+
+    def _released_pair(self, hand_label, object_label):
+        """Whether the released boxes apply: a hand (with 2D joints in training, whose crop is
+        found around them) and an object with a pose."""
+        return (
+            hand_label is not None
+            and (hand_label["has_joints2d"] or not self.is_train)
+            and object_label is not None
+            and object_label["has_pose"]
+        )
+
+    def _crop_box(self, hand_label, object_label, given, rotate, params, width, height, name):
+        """Square crop box (pixels of the rotated image): around the fused hand/object box, or
+        the released code's (TRAIN_BOXES / TEST_BOXES "released"), jittered in training by the
+        augmentation's ``params``; the whole image when there is no box."""
+        boxes = [label["box"] for label in (hand_label, object_label) if label is not None]
+        boxes += list(given.values())
+        if not boxes:  # nothing to crop around: the whole image, padded to a square
+            return square_box([0.0, 0.0, width, height])
+        fused = boxes[0] if len(boxes) == 1 else union_box(*boxes)
+        if (fused[2:] - fused[:2]).max() < 1.0:
+            raise ValueError(f"{name}: hand/object boxes are degenerate ({fused.tolist()})")
+        released = self._released_pair(hand_label, object_label)
+        if not self.is_train:
+            if self.test_boxes == "released" and released:
+                return self._released_test_crop(hand_label, object_label, width, height)
+            return square_box(fused, self.crop_scale)
+        if self.train_boxes == "released" and released:
+            return self._released_train_crop(hand_label, object_label, rotate, params, width,
+                                             height)  # fmt: skip
+        centre, side = (fused[:2] + fused[2:]) / 2, (fused[2:] - fused[:2]).max() * self.crop_scale
+        return self.augmentation.crop_box(centre, side, params)
+
+    @staticmethod
+    def _released_test_crop(hand_label, object_label, width, height):
+        """The released evaluation's crop; its hand and object boxes replace the labels' (in
+        original pixels, as the labels are at test time)."""
+        hand_label["box"], object_label["box"], crop_box = released_test_boxes(
+            hand_label["box"], object_label["control_points2d"], width, height
+        )
+        return crop_box
+
+    def _released_train_crop(self, hand_label, object_label, rotate, params, width, height):
+        """The released training crop: found around the 2D joints and control points in the
+        original image, jittered there, its centre then carried by the rotation."""
+        unrotate = np.linalg.inv(rotate)
+        centre, side = released_crop(
+            T.apply_affine(hand_label["joints2d"], unrotate),
+            T.apply_affine(object_label["control_points2d"], unrotate),
+            width,
+            height,
+        )
+        box = self.augmentation.crop_box(centre, side, params)
+        centre = T.apply_affine(((box[:2] + box[2:]) / 2)[None], rotate)[0]
+        half = (box[2] - box[0]) / 2
+        return np.concatenate([centre - half, centre + half])
+
+    def _input_image(self, image, image_to_input, params):
+        """The (3, S, S) uint8 model input in INPUT.FORMAT's channel order: the warped image,
+        with the augmentation's photometric changes in training."""
+        if params is None:
+            out = T.warp_image(image, image_to_input, self.crop_size)
+        else:
+            out = self.augmentation.render(image, image_to_input, self.crop_size, params)
+        if self.image_format == "RGB":
+            out = out[..., ::-1]
+        return torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))
+
+    def _labels_to_input(self, hand_label, object_label, crop):
+        """Move the labels' boxes and 2D points (in place) from rotated-image pixels to model-input
+        pixels; released training boxes follow from the moved points."""
+        for label in (hand_label, object_label):
             if label is None:
                 continue
             label["box"] = T.apply_affine(label["box"].reshape(2, 2), crop).reshape(4)
             for key in ("joints2d", "control_points2d"):
                 if key in label:
                     label[key] = T.apply_affine(label[key], crop)
-            clipped = np.clip(label["box"], 0, size)
+        if self.is_train and self.train_boxes == "released" and self._released_pair(
+            hand_label, object_label
+        ):
+            hand_label["box"], object_label["box"] = released_train_boxes(
+                hand_label["joints2d"], object_label["control_points2d"]
+            )
+
+    def _detector_instances(self, hand_label, object_label):
+        """The detector's ground truth: a box (clipped to the input) and class per visible part."""
+        classes, boxes = [], []
+        for category, label in ((HAND_CLASS, hand_label), (OBJECT_CLASS, object_label)):
+            if label is None:
+                continue
+            clipped = np.clip(label["box"], 0, self.crop_size)
             if (clipped[2:] > clipped[:2]).all():
                 classes.append(category)
-                detector_boxes.append(clipped)
-        for key, box in given.items():
-            result[key] = _f32(T.apply_affine(box.reshape(2, 2), crop).reshape(4))
-        if not self.is_train:
-            result.update(self._protocol_inputs(hand_label, object_label, obj))
-        instances = Instances((size, size))
-        instances.gt_boxes = Boxes(_f32(np.array(detector_boxes).reshape(-1, 4)))
+                boxes.append(clipped)
+        instances = Instances((self.crop_size, self.crop_size))
+        instances.gt_boxes = Boxes(_f32(np.array(boxes).reshape(-1, 4)))
         instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
-        result["instances"] = instances
-
-        if object_label is not None and object_mask is not None:
-            object_mask = self._warp_mask(object_mask, image_to_input, width, height)
-        else:
-            object_mask = None
-        weight = self.pseudo_loss_weight if result["is_pseudo_label"] else 1.0
-        result["hand_object"] = hand_object_instances(
-            (size, size), hand_label, object_label, object_mask, weight, name
-        )
-        return result
+        return instances
 
     @staticmethod
     def _protocol_inputs(hand_label, object_label, annotation):
@@ -414,15 +511,15 @@ class HandObjectDatasetMapper:
             rotate,
             inner_points=joints2d if has_joints2d else None,
         )
+        has_mano = (
+            annotation.get("mano_pose") is not None and annotation.get("mano_shape") is not None
+        )
         joints3d = annotation.get("joints3d")
-        has_joints3d = joints3d is not None
+        has_joints3d = joints3d is not None and not (has_mano and self.joints3d_target == "mano")
         joints3d = (
             _array(joints3d, (NUM_JOINTS, 3), f"{name} joints3d") @ roll.T
             if has_joints3d
             else np.zeros((NUM_JOINTS, 3))
-        )
-        has_mano = (
-            annotation.get("mano_pose") is not None and annotation.get("mano_shape") is not None
         )
         if has_mano:
             mano_pose = _array(annotation["mano_pose"], (48,), f"{name} mano_pose").copy()
@@ -486,14 +583,3 @@ class HandObjectDatasetMapper:
             "object_t": object_t,
             "has_pose": has_pose,
         }
-
-    def _warp_mask(self, mask, image_to_input, width, height):
-        """Object mask (h, w) bool at any resolution -> (S, S) uint8 in model-input pixels."""
-        mask = np.asarray(mask)
-        mask = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).astype(np.uint8)
-        sx, sy = width / mask.shape[1], height / mask.shape[0]
-        # Mask pixel centres -> image pixel centres (both with integer centres).
-        to_image = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-        return T.warp_image(
-            np.ascontiguousarray(mask), image_to_input @ to_image, self.crop_size, cv2.INTER_NEAREST
-        )

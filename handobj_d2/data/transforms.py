@@ -73,16 +73,6 @@ def transform_box(box, matrix, inner_points=None, outer_points=None):
     return bounds
 
 
-def jitter_crop_box(box, scale, scale_jitter, center_jitter, rng):
-    """Square crop box around ``box``: side ``scale`` x its longer side x U(1 - scale_jitter,
-    1 + scale_jitter), centre moved by U(-center_jitter, center_jitter) x the side on each
-    axis. ``rng`` is a numpy Generator or ``np.random``."""
-    box = np.asarray(box, dtype=np.float64)
-    side = (box[2:] - box[:2]).max() * scale * rng.uniform(1 - scale_jitter, 1 + scale_jitter)
-    centre = (box[:2] + box[2:]) / 2 + rng.uniform(-center_jitter, center_jitter, 2) * side
-    return np.concatenate([centre - side / 2, centre + side / 2])
-
-
 def warp_image(image, matrix, size, interpolation=cv2.INTER_LINEAR):
     """``size`` x ``size`` output of ``image`` (H, W[, C]) under the affine (3, 3); zeros outside."""
     return cv2.warpAffine(
@@ -93,6 +83,24 @@ def warp_image(image, matrix, size, interpolation=cv2.INTER_LINEAR):
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
+
+
+def binary_mask(mask):
+    """A mask (h, w) of bools or numbers -> contiguous uint8 0 / 1."""
+    mask = np.asarray(mask)
+    mask = mask.view(np.uint8) if mask.dtype == bool else (mask > 0).astype(np.uint8)
+    return np.ascontiguousarray(mask)
+
+
+def warp_mask(mask, image_to_input, width, height, size):
+    """Object mask (h, w) at any resolution covering a ``width`` x ``height`` image ->
+    (size, size) uint8 in model-input pixels under the image's affine ``image_to_input``
+    (nearest neighbour, pixel-centre convention)."""
+    mask = binary_mask(mask)
+    sx, sy = width / mask.shape[1], height / mask.shape[0]
+    # Mask pixel centres -> image pixel centres (both with integer centres).
+    to_image = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+    return warp_image(mask, image_to_input @ to_image, size, cv2.INTER_NEAREST)
 
 
 def sample_color_jitter(strengths, rng):

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data import HandObjectDatasetMapper, build_hand_object_train_loader
 from ..evaluation import HandPoseEvaluator, ObjectPoseEvaluator
 from ..mano import build_hand_layer
+from .defaults import apply_epoch_schedule
 from ..utils.io import remove_temporary_files, write_atomically
 
 
@@ -93,11 +94,16 @@ def create_ddp_model(cfg, model):
 
 class HandObjectTrainer(DefaultTrainer):
     def __init__(self, cfg):
-        """DefaultTrainer's, with the model wrapped by :func:`create_ddp_model`."""
+        """DefaultTrainer's, with the model wrapped by :func:`create_ddp_model` and a schedule in
+        epochs (SOLVER.HANDOBJ.EPOCHS) turned into SOLVER.STEPS / MAX_ITER."""
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        if not logging.getLogger("handobj_d2").isEnabledFor(logging.INFO):
+            # The package's own messages (the epoch schedule, the mapper) beside Detectron2's.
+            setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="handobj_d2")
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        cfg = apply_epoch_schedule(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)

@@ -299,3 +299,86 @@ def convert_released_state_dict(released, model_state, joints2d_order="manopth")
         raise ReleasedCheckpointError("\n".join(problems))
     report = {"mapped": len(converted), "dropped": dropped, "not_in_checkpoint": not_in_checkpoint}
     return converted, report
+
+
+# torchvision's ResNet-50 (``torchvision.models.resnet50``, files resnet50-19c8e357.pth and
+# resnet50-0676ba61.pth) -> the released file's names: their ``base_net`` wraps torchvision's
+# stem as ``layer0`` (conv1, bn1) and each stage as ``layer<i>.0``.
+_TORCHVISION_STEM = {"conv1": "base_net.layer0.0", "bn1": "base_net.layer0.1"}
+
+
+def torchvision_resnet50_as_released(state_dict):
+    """A torchvision ResNet-50 state dict renamed to the released ``base_net`` keys, and the
+    keys dropped with the reason (the ImageNet classifier ``fc``)."""
+    renamed, dropped = {}, {}
+    for key, value in state_dict.items():
+        head, _, rest = key.partition(".")
+        if head == "fc":
+            dropped[key] = "ImageNet classifier (not part of the backbone)"
+        elif head in _TORCHVISION_STEM:
+            renamed[f"{_TORCHVISION_STEM[head]}.{rest}"] = value
+        elif re.fullmatch(r"layer[1-4]", head):
+            renamed[f"base_net.{head}.0.{rest}"] = value
+        else:
+            raise ReleasedCheckpointError(f"{key} is not a torchvision ResNet-50 key")
+    return renamed, dropped
+
+
+def convert_torchvision_resnet50(state_dict, model_state):
+    """Map a torchvision ResNet-50 state dict onto the released backbone's bottom-up keys of
+    ``model_state`` (``backbone.bottom_up.*``). Returns ``(converted, report)`` as
+    :func:`convert_released_state_dict`; raises ReleasedCheckpointError listing torchvision
+    keys without a place, shape mismatches and bottom-up weights the file lacks (BatchNorm step
+    counters, absent from the older file, may be missing)."""
+    renamed, dropped = torchvision_resnet50_as_released(state_dict)
+    rules = _rules(depth=1)
+    converted, unmapped, mismatched = {}, [], []
+    for key, value in renamed.items():
+        name = _target_name(rules, key)
+        if name is None or name not in model_state:
+            unmapped.append(f"{key} -> {name}" if name else key)
+            continue
+        if tuple(value.shape) != tuple(model_state[name].shape):
+            shape = tuple(model_state[name].shape)
+            mismatched.append(f"{key} {tuple(value.shape)} -> {name} {shape}")
+            continue
+        converted[name] = value.detach().to(dtype=model_state[name].dtype).clone()
+    missing = [
+        k
+        for k in model_state
+        if k.startswith(_BOTTOM_UP) and k not in converted and not k.endswith("num_batches_tracked")
+    ]
+    problems = []
+    for title, keys in (
+        ("torchvision keys have no place in the released backbone", unmapped),
+        ("torchvision tensors have the wrong shape", mismatched),
+        ("backbone keys are missing from the torchvision file", missing),
+    ):
+        if keys:
+            problems += [f"{len(keys)} {title}:"] + [f"  {k}" for k in keys]
+    if problems:
+        raise ReleasedCheckpointError("\n".join(problems))
+    not_in_checkpoint = [k for k in model_state if k not in converted]
+    return converted, {"mapped": len(converted), "dropped": dropped,
+                       "not_in_checkpoint": not_in_checkpoint}  # fmt: skip
+
+
+# Layers whose initialisation here differs from the released code's: our MANO regressor starts
+# near the flat hand and mean shape (small weights, identity-rotation bias), theirs with
+# torch.nn.Linear's default. Every other pose-head and FPN layer already starts as theirs
+# (torch defaults; zero object-head biases; the transformer MLP's Xavier weights).
+RELEASED_DEFAULT_INIT_LAYERS = (
+    "roi_heads.hand_head.mesh_head.pose",
+    "roi_heads.hand_head.mesh_head.shape",
+)
+
+
+def released_initialisation(model):
+    """Re-initialise (in place) the layers of ``model`` whose start differs from the released
+    code's (``RELEASED_DEFAULT_INIT_LAYERS``) as the released code does; returns their names."""
+    modules = dict(model.named_modules())
+    for name in RELEASED_DEFAULT_INIT_LAYERS:
+        if name not in modules:
+            raise ReleasedCheckpointError(f"the model has no layer {name}")
+        modules[name].reset_parameters()
+    return list(RELEASED_DEFAULT_INIT_LAYERS)
