@@ -15,6 +15,7 @@ from detectron2.structures import Instances
 import handobj_d2.data.datasets  # noqa: F401  registers the built-in datasets
 from handobj_d2.config import add_handobj_config
 from handobj_d2.data.datasets.records import hand_annotation, register_handobj_dataset
+from handobj_d2.engine import setup_cfg
 from handobj_d2.evaluation import HandPoseEvaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +33,20 @@ def test_config_trains_on_ho3d_and_tests_on_fpha_only():
         assert MetadataCatalog.get(name).dataset_root != fpha_root, name
     # The student's pseudo-labels come on the command line (filtered or distillation).
     assert cfg.SEMI.PSEUDO_LABEL_FILES == () and cfg.SEMI.STUDENT_INIT == "teacher"
+
+
+def test_freihand_configs_train_on_their_sets_and_test_on_freihand():
+    """configs/FreiHAND: trained on FreiHAND with its keypoints, or on HO3D v2 only (Appendix D)
+    and tested on FreiHAND's evaluation set; both start coherently (setup_cfg accepts them)."""
+    folder = os.path.join(ROOT, "configs", "FreiHAND")
+    trained = setup_cfg(os.path.join(folder, "handobj_R50_FPN.yaml"))
+    assert trained.DATASETS.TRAIN == ("freihand_train",)
+    assert trained.DATASETS.TEST == ("freihand_evaluation",)
+    assert list(trained.MODEL.MANO.FINGERTIP_VERTICES) == [744, 320, 443, 555, 672]
+    cross = setup_cfg(os.path.join(folder, "cross_domain_R50_FPN.yaml"))
+    assert cross.DATASETS.TEST == ("freihand_evaluation",)
+    assert all(not name.startswith("freihand") for name in cross.DATASETS.TRAIN)
+    assert cross.DATASETS.TRAIN == ("ho3d_v2_train",)
 
 
 def test_joint_only_ground_truth_gives_the_joint_auc_and_no_mesh_columns(tmp_path, caplog):
@@ -54,7 +69,7 @@ def test_joint_only_ground_truth_gives_the_joint_auc_and_no_mesh_columns(tmp_pat
         predicted[1:] += np.array([0.0, 0.0, 0.01])
         pairs = Instances((1080, 1920))
         pairs.pred_joints3d = torch.tensor(predicted[None], dtype=torch.float32)
-        outputs.append({"hand_object": pairs})
+        outputs.append({"instances": pairs})
     try:
         evaluator = HandPoseEvaluator(name, distributed=False)
         evaluator.reset()
