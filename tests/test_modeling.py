@@ -265,7 +265,7 @@ def test_a_hand_without_object_gets_the_hand_decoder_alone(hand_layer):
                 continue
             value, other = (x.tensor if isinstance(x, Boxes) else x
                             for x in (value, batched["instances"].get(name)))  # fmt: skip
-            torch.testing.assert_close(value, other, equal_nan=True, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(value, other, equal_nan=True, atol=1e-4, rtol=1e-3)
     rows = alone["instances"]
     assert len(rows) == 1 and rows.pred_has_object.tolist() == [False]
     assert alone["detections"].pred_classes.tolist() == [0]
