@@ -16,6 +16,10 @@ modules that cannot be imported, each written here from the behaviour the author
   (the released layer runs in axis-angle mode and never calls them);
 * ``trimesh.load(path).vertices``: the x, y, z columns of an ``.xyz`` point file.
 
+And one patch after import: their ``dataset_util.get_mask_ROI`` passes a numpy box to
+``PIL.Image.crop``, which Pillow >= 10 refuses; it gets the box as a tuple (Pillow rounds it
+as before).
+
 So the MANO part of the comparison runs their layer on our loading and these few lines; the
 network, losses, dataset and optimiser are theirs unchanged.
 """
@@ -151,6 +155,7 @@ def import_authors(authors_code):
     for name in MODULES + ("networks", "dataset", "utils"):
         sys.modules.pop(name, None)
     mods = [importlib.import_module(m) for m in MODULES]
+    mods[3].get_mask_ROI = lambda mask, bbox: mask.crop(tuple(float(v) for v in bbox))
     return types.SimpleNamespace(
         models=mods[0], loss=mods[1], ho3d=mods[2], dataset_util=mods[3], manolayer=mods[4],
         stand_ins=used,

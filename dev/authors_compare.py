@@ -238,7 +238,7 @@ def compare_losses_and_grads(sides, dtype, size=256, norms_eval=False):
     our_total, our_losses = _our_loss(sides, ours_batch)
     our_total.backward()
     our_losses = {k: float(v.detach()) for k, v in our_losses.items()}
-    our_losses["total"] = float(our_total)
+    our_losses["total"] = float(our_total.detach())
     losses = {}
     for theirs_name, ours_name in LOSS_NAMES.items():
         losses[theirs_name] = {"ours_name": ours_name,

@@ -42,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--mano-root", required=True, help="MANO_RIGHT.pkl or its folder")
     parser.add_argument("--workdir", default="", help="scratch folder (default: a temporary one)")
     parser.add_argument("--size", type=int, default=128,
-                        help="input side for (a)-(c), px (a multiple of 128)"))
+                        help="input side for (a)-(c), px (a multiple of 128)")
     parser.add_argument("--train-size", type=int, default=512, help="input side for (e), px")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per side (e)")
     parser.add_argument("--seed", type=int, default=0)
