@@ -310,7 +310,16 @@ def compare_steps(sides, dtype, size=256, steps=3):
                 updates[name] = rel(ours[name] - start[name].to(value.dtype), their_update)
         else:
             buffers[name] = rel(ours[name], value)
+    names = {id(p): n for n, p in sides.ours.named_parameters()}
+    other_decay = sorted(names[id(p)] for g in our_opt.param_groups for p in g["params"]
+                         if g["weight_decay"] != authors_checkout.OPTIONS["weight_decay"])  # fmt: skip
+    trained = {names[id(p)] for g in our_opt.param_groups for p in g["params"]}
+    not_trained = sorted(k for k in theirs if k not in trained and not _statistic(k))
     return {
+        "our_parameters_with_other_weight_decay": {"count": len(other_decay),
+                                                   "first": other_decay[:3]},
+        "their_parameters_we_do_not_train": {"count": len(not_trained),
+                                             "first": not_trained[:3]},
         "max_rel_weight_diff_after_steps": max(weights.values()),
         "max_rel_update_diff_after_steps": max(updates.values()),
         "max_rel_norm_statistics_diff_after_steps": max(buffers.values()) if buffers else 0.0,
@@ -318,6 +327,11 @@ def compare_steps(sides, dtype, size=256, steps=3):
         "lr": {"authors": their_opt.param_groups[0]["lr"],
                "ours": [g["lr"] for g in our_opt.param_groups][:1]},  # fmt: skip
     }
+
+
+def _statistic(our_name):
+    """BatchNorm statistics: buffers on both sides, never trained."""
+    return our_name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
 
 
 # ----------------------------------------------------------------------------- d
@@ -386,9 +400,42 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
     our_grey, their_grey = our_image.mean(0), their_image.mean(0)
     our_cells = _mask_cells(pair.gt_object_masks.tensor, pair.gt_object_boxes.tensor[0])
     their_cells = torch.as_tensor(theirs["obj_mask"]).bool()
+
     their_rot = torch.as_tensor(theirs["mano_param"][:3], dtype=torch.float64)
     our_rot = pair.gt_mano_pose[0, :3].double()
+    # Back in the original image (no rotation: their crop is cam_intr K^-1; ours
+    # image_to_input): separates the boxes' definitions from the crops'.
+    their_crop = torch.as_tensor(theirs["cam_intr"], dtype=torch.float64) @ torch.linalg.inv(
+        torch.as_tensor(dataset.K[0], dtype=torch.float64)
+    )
+    our_crop = ours["image_to_input"].double()
+
+    def back(points, crop):
+        points = points.reshape(-1, 2)
+        homogeneous = torch.cat([points, points.new_ones(len(points), 1)], 1)
+        return (homogeneous @ torch.linalg.inv(crop).T)[:, :2]
+
+    def image_diff(ours_points, their_points):
+        return float((back(ours_points, our_crop) - back(their_points, their_crop)).abs().max())
+
+    # Our pooling on their object box (brought into our crop): separates the box from the
+    # pooling rule.
+    corners = back(their_obj, their_crop)
+    corners = torch.cat([corners, corners.new_ones(2, 1)], 1) @ our_crop.T
+    our_cells_their_box = _mask_cells(pair.gt_object_masks.tensor, corners[:, :2].reshape(4))
+    size = float(input_size)
+    square = torch.tensor([[0.0, 0.0], [size, size]], dtype=torch.float64)
+    in_image = {
+        "crop_box_px": image_diff(square, square),
+        "hand_box_px": image_diff(hand_box, their_hand),
+        "object_box_px": image_diff(obj_box, their_obj),
+        "joints2d_px": image_diff(pair.gt_joints2d[0].double(), their_joints),
+        "control_points_px": image_diff(pair.gt_control_points2d[0].double(), their_p2d),
+        "crop_side_px": {"authors": float(back(square, their_crop).diff(dim=0)[0, 0]),
+                         "ours": float(back(square, our_crop).diff(dim=0)[0, 0])},
+    }  # fmt: skip
     return {
+        "in_original_image": in_image,
         "joints2d_px": float((pair.gt_joints2d[0].double() - their_joints).abs().max()),
         "hand_box_px": float((hand_box - their_hand).abs().max()),
         "object_box_px": float((obj_box - their_obj).abs().max()),
@@ -397,6 +444,7 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
         ),
         "image_grey_levels": float((our_grey - their_grey).abs().mean()),
         "mask_cells": int((our_cells != their_cells).sum()),
+        "mask_cells_our_pooling_on_their_box": int((our_cells_their_box != their_cells).sum()),
         "K": float((ours["camera_K"].double() - torch.as_tensor(theirs["cam_intr"])).abs().max()),
         "mano_global_rotation_rad": float((our_rot - their_rot).abs().max()),
         "boxes": {"authors": {"hand": their_hand.tolist(), "object": their_obj.tolist()},

@@ -3,8 +3,8 @@ from the same random start (theirs, converted by tools/convert_released_checkpoi
 same synthetic HO3D-format frames, without augmentation, for the same iterations on the CPU;
 their epoch loop asserts CUDA, so their model, dataset and optimiser set-up are driven here.
 
-    OMP_NUM_THREADS=1 python -m dev.authors_head_to_head --authors-code DIR --mano-root FILE \
-        --workdir /tmp/h2h --iterations 150 --out docs/images/authors_head_to_head.png
+    OMP_NUM_THREADS=1 python -m dev.authors_head_to_head --authors-code DIR --workdir /tmp/h2h \
+        --iterations 150 --out docs/images/authors_head_to_head.png
 
 Both sides see the same batches (their dataset's frames, in the same shuffled order; ours
 through our mapper). At the end both are evaluated on the same inputs, their dataset's crops:
@@ -71,7 +71,13 @@ def train(args):
     process = os.path.join(args.workdir, "ho3d-process")
     names = write_authors_training_files(root, process)
     authors = authors_checkout.import_authors(args.authors_code)
-    mano_dir = authors_checkout.mano_folder(args.mano_root, args.workdir)
+    mano_root = args.mano_root
+    if not mano_root:  # the hand the synthetic frames were made with
+        from handobj_d2.mano import write_synthetic_mano
+
+        mano_root = os.path.join(args.workdir, "synthetic_MANO_RIGHT.pkl")
+        write_synthetic_mano(mano_root)
+    mano_dir = authors_checkout.mano_folder(mano_root, args.workdir)
     dataset = authors.ho3d.HO3D(
         dataset_root=root, obj_model_root=_object_models(root, args.workdir),
         train_label_root=process, mode="train", inp_res=args.size, max_rot=0.0,
@@ -211,7 +217,9 @@ def plot(curves, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--authors-code", required=True)
-    parser.add_argument("--mano-root", required=True)
+    parser.add_argument("--mano-root", default="",
+                        help="MANO_RIGHT.pkl or its folder; default: the synthetic hand the "
+                        "frames are made with")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, default=128)
