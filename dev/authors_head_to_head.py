@@ -60,6 +60,18 @@ def _their_batch(dataset, indices):
             for k in keys}  # fmt: skip
 
 
+def _their_step(theirs, optimizer, dataset, indices, curves):
+    b = _their_batch(dataset, indices)
+    total, losses = theirs(b["img"], b["bbox_hand"], b["bbox_obj"], mano_params=b["mano_param"],
+                           joints_uv=b["joints2d"], obj_p2d_gt=b["obj_p2d"],
+                           obj_mask=b["obj_mask"])  # fmt: skip
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    curves["authors"].append({k: float(v) for k, v in losses.items()})
+    return total
+
+
 def train(args):
     os.makedirs(args.workdir, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -112,15 +124,11 @@ def train(args):
             order += rng.permutation(len(names)).tolist()
         indices, order = order[: args.batch], order[args.batch :]
         start = time.perf_counter()
-        b = _their_batch(dataset, indices)
-        total, losses = theirs(b["img"], b["bbox_hand"], b["bbox_obj"], mano_params=b["mano_param"],
-                               joints_uv=b["joints2d"], obj_p2d_gt=b["obj_p2d"],
-                               obj_mask=b["obj_mask"])  # fmt: skip
-        their_opt.zero_grad()
-        total.backward()
-        their_opt.step()
+        if args.ours_only:
+            total = torch.zeros(())
+        else:
+            total = _their_step(theirs, their_opt, dataset, indices, curves)
         seconds["authors"] += time.perf_counter() - start
-        curves["authors"].append({k: float(v) for k, v in losses.items()})
         start = time.perf_counter()
         our_losses = ours([mapper(dict(records[i])) for i in indices])
         our_total = sum(our_losses.values())
@@ -191,7 +199,8 @@ def evaluate(dataset, theirs, ours, names, root):
     return out
 
 
-def plot(curves, path):
+def plot(curves, path, extra=None):
+    """Loss curves side by side; ``extra``: (label, our curves of another run) drawn too."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,10 +212,19 @@ def plot(curves, path):
              ("mano_joints3d_loss", "loss_joints3d", "3D joints"),
              ("mano_mesh3d_loss", "loss_vertices3d", "vertices")]  # fmt: skip
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    lines = [("authors' code", curves["authors"], 0), ("handobj_d2", curves["ours"], 1)]
+    if extra is not None:
+        lines.append((extra[0], extra[1], 2))
+    window = 10
     for ax, (theirs, ours, title) in zip(axes.flat, pairs):
-        ax.plot([r[theirs] for r in curves["authors"]], label="authors' code", alpha=0.8)
-        ax.plot([r[ours] for r in curves["ours"]], label="handobj_d2", alpha=0.8)
-        ax.set_title(title)
+        for label, rows, colour in lines:
+            values = np.array([r[theirs if colour == 0 else ours] for r in rows])
+            if not len(values):
+                continue
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(values, color=f"C{colour}", alpha=0.25, linewidth=0.8)
+            ax.plot(np.arange(window - 1, len(values)), smooth, color=f"C{colour}", label=label)
+        ax.set_title(f"{title} (running mean of {window})")
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
     axes.flat[0].legend()
@@ -227,14 +245,24 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="docs/images/authors_head_to_head.png")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="train our side only (theirs stays at the start)")
+    parser.add_argument("--plot-with", default="",
+                        help="curves.json of an earlier run: its curves are plotted, this run's "
+                        "ours beside them as --label")
+    parser.add_argument("--label", default="handobj_d2 (variant)")
     parser.add_argument("opts", nargs="*", help="our config overrides KEY VALUE ...")
     args = parser.parse_args(argv)
     dataset, theirs, ours, names, root, curves, seconds = train(args)
     result = {"iterations": args.iterations, "batch": args.batch, "input_px": args.size,
               "frames": len(names), "train_seconds": seconds,
-              "final_losses": {side: c[-1] for side, c in curves.items()}}  # fmt: skip
+              "final_losses": {side: c[-1] for side, c in curves.items() if c}}  # fmt: skip
     result["evaluation"] = evaluate(dataset, theirs, ours, names, root)
-    plot(curves, args.out)
+    if args.plot_with:
+        with open(args.plot_with) as f:
+            plot(json.load(f), args.out, (args.label, curves["ours"]))
+    else:
+        plot(curves, args.out)
     with open(os.path.join(args.workdir, "curves.json"), "w") as f:
         json.dump(curves, f)
     print(json.dumps(result))
