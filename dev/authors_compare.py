@@ -105,12 +105,10 @@ class Sides:
         """Their gradients (zeros where None) converted to our names."""
         state = {k[len(PREFIX):]: v.detach().clone() for k, v in self.theirs.state_dict().items()
                  if k.startswith(PREFIX)}  # fmt: skip
-        grads = {}
         for name, p in self.theirs.named_parameters():
             key = name[len(PREFIX):]
             state[key] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
-            grads[key] = True
-        return self.to_ours(state), grads
+        return self.to_ours(state)
 
 
 # ----------------------------------------------------------------------------- batch
@@ -167,12 +165,10 @@ def training_batch(size, dtype, seed=3):
     return theirs, ours
 
 
-def _their_loss(sides, batch):
-    b = batch
-    total, losses = sides.theirs(b["imgs"], b["bbox_hand"], b["bbox_obj"], joints_uv=b["joints_uv"],
-                                 mano_params=b["mano_params"], obj_p2d_gt=b["obj_p2d_gt"],
-                                 obj_mask=b["obj_mask"])  # fmt: skip
-    return total, losses
+def _their_loss(sides, b):
+    return sides.theirs(b["imgs"], b["bbox_hand"], b["bbox_obj"], joints_uv=b["joints_uv"],
+                        mano_params=b["mano_params"], obj_p2d_gt=b["obj_p2d_gt"],
+                        obj_mask=b["obj_mask"])  # fmt: skip
 
 
 def _our_loss(sides, inputs):
@@ -247,7 +243,7 @@ def compare_losses_and_grads(sides, dtype, size=256, norms_eval=False):
     extra = {k: v for k, v in our_losses.items() if k not in LOSS_NAMES.values()}
     rel_losses = [abs(v["ours"] - v["authors"]) / max(abs(v["authors"]), 1e-30)
                   for v in losses.values() if v["ours"] is not None]  # fmt: skip
-    their_grads, _ = sides.their_grads()
+    their_grads = sides.their_grads()
     # Gradients that are zero but for rounding (the bias of a layer followed by a softmax over
     # the cells it is added to: heatmap scores, attention keys) are measured against 1e-6 of
     # the largest gradient rather than against their own size.
