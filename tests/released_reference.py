@@ -13,6 +13,10 @@ dict with ``joints2d`` (N, 21, 2) normalised to the hand box, ``joints3d`` (N, 2
 output with zero roots), and the object decoder's per-cell ``object_x``, ``object_y``
 (N, R, R, 21) normalised to the object box and ``object_conf`` (N, R, R, 21), control points
 in the released order (:func:`released_control_points`).
+
+The training side (``AuthorsHONet``, ``AuthorsHOModel``, their losses, ``AuthorsHO3D``: their
+train-mode dataset) keeps their interfaces; :func:`write_fake_checkout` lays these classes out as
+their repository's modules for tools/compare_with_authors.py.
 """
 
 import torch
