@@ -54,6 +54,15 @@ def weighted_points(x, y, conf, topk=10, thresh=0.5):
 
 
 def _their_batch(dataset, indices):
+    """Their dataset's samples, each read from the unmodified annotations: their __getitem__
+    rotates the stored MANO parameters in place (``mano_param[:3] = ...`` on
+    ``self.mano_params[idx]``), which their training never accumulates because its DataLoader
+    worker processes start every epoch from the untouched dataset; read repeatedly in one
+    process it would re-apply the OpenGL -> OpenCV change on every read."""
+    if not hasattr(dataset, "pristine_mano"):
+        dataset.pristine_mano = [m.copy() for m in dataset.mano_params]
+    for i in indices:
+        dataset.mano_params[i] = dataset.pristine_mano[i].copy()
     samples = [dataset[i] for i in indices]
     keys = ("img", "bbox_hand", "bbox_obj", "mano_param", "joints2d", "obj_p2d", "obj_mask")
     return {k: torch.stack([torch.as_tensor(np.asarray(s[k])).float() for s in samples])
@@ -69,6 +78,19 @@ def _their_step(theirs, optimizer, dataset, indices, curves):
     total.backward()
     optimizer.step()
     curves["authors"].append({k: float(v) for k, v in losses.items()})
+    return total
+
+
+def _our_step(ours, optimizer, scheduler, mapper, records, indices, curves):
+    losses = ours([mapper(dict(records[i])) for i in indices])
+    total = sum(losses.values())
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    scheduler.step()
+    row = {k: float(v.detach()) for k, v in losses.items()}
+    row["total"] = float(total.detach())
+    curves["ours"].append(row)
     return total
 
 
@@ -130,16 +152,11 @@ def train(args):
             total = _their_step(theirs, their_opt, dataset, indices, curves)
         seconds["authors"] += time.perf_counter() - start
         start = time.perf_counter()
-        our_losses = ours([mapper(dict(records[i])) for i in indices])
-        our_total = sum(our_losses.values())
-        our_opt.zero_grad()
-        our_total.backward()
-        our_opt.step()
-        our_sched.step()
+        if args.authors_only:
+            our_total = torch.zeros(())
+        else:
+            our_total = _our_step(ours, our_opt, our_sched, mapper, records, indices, curves)
         seconds["ours"] += time.perf_counter() - start
-        row = {k: float(v.detach()) for k, v in our_losses.items()}
-        row["total"] = float(our_total.detach())
-        curves["ours"].append(row)
         if it % 10 == 0:
             print(f"iter {it}: authors {float(total):.1f} ours {float(our_total):.1f}", flush=True)
     return dataset, theirs, ours, names, root, curves, seconds
@@ -247,6 +264,8 @@ def main(argv=None):
     parser.add_argument("--out", default="docs/images/authors_head_to_head.png")
     parser.add_argument("--ours-only", action="store_true",
                         help="train our side only (theirs stays at the start)")
+    parser.add_argument("--authors-only", action="store_true",
+                        help="train their side only (ours stays at the start)")
     parser.add_argument("--plot-with", default="",
                         help="curves.json of an earlier run: its curves are plotted, this run's "
                         "ours beside them as --label")

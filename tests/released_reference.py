@@ -779,6 +779,7 @@ class AuthorsHO3D(torch.utils.data.Dataset):
         import os
         import random
 
+        import cv2
         import numpy as np
         from PIL import Image, ImageFilter
         from torchvision.transforms import functional as TF
@@ -794,9 +795,9 @@ class AuthorsHO3D(torch.utils.data.Dataset):
         scale = scale * np.clip(s_jit * np.random.randn() + 1, 1 - s_jit, 1 + s_jit)
         rot = np.random.uniform(low=-max_rot, high=max_rot)
         total, camera, rot_mat = crop_transforms(centre, scale, self.res, rot, K)
-        change = np.diag([1.0, -1.0, -1.0])
-        rotation = rot_mat @ change @ axis_angle_matrix(mano[:3])
-        mano[:3] = matrix_axis_angle(rotation)
+        # float32 throughout, as theirs (near pi the axis-angle is ill-conditioned).
+        change = np.diag([1.0, -1.0, -1.0]).astype(np.float32)
+        mano[:3] = cv2.Rodrigues((rot_mat @ change) @ cv2.Rodrigues(mano[:3])[0])[0][:, 0]
         uv, p2d = transform_points(uv, total), transform_points(p2d, total)
         K = camera @ K
         bbox_hand, bbox_obj = points_box(uv, 1.1), points_box(p2d, 1.0)
@@ -823,20 +824,6 @@ class AuthorsHO3D(torch.utils.data.Dataset):
         return {"img": TF.to_tensor(img), "bbox_hand": bbox_hand, "bbox_obj": bbox_obj,
                 "mano_param": mano, "cam_intr": K, "joints2d": uv, "obj_p2d": p2d,
                 "obj_mask": obj_mask}  # fmt: skip
-
-
-def axis_angle_matrix(axis_angle):
-    import cv2
-    import numpy as np
-
-    return cv2.Rodrigues(np.asarray(axis_angle, dtype=np.float64).reshape(3))[0]
-
-
-def matrix_axis_angle(matrix):
-    import cv2
-    import numpy as np
-
-    return cv2.Rodrigues(np.asarray(matrix, dtype=np.float64))[0][:, 0].astype(np.float32)
 
 
 FAKE_MODULES = {
