@@ -244,8 +244,9 @@ def plot(curves, path, extra=None):
         ax.set_title(f"{title} (running mean of {window})")
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
-    axes.flat[0].legend()
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(lines))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=80)
 
 
