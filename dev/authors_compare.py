@@ -81,6 +81,7 @@ class Sides:
         argv = [src, dst, "--config-file", CONFIG, *self.opts]
         if convert_released_checkpoint.main(argv) != 0:
             raise RuntimeError("tools/convert_released_checkpoint.py failed")
+        self.weights = dst
         self.cfg = setup_cfg(CONFIG, self.opts + ["MODEL.WEIGHTS", dst])
         self.ours = build_model(self.cfg)
         DetectionCheckpointer(self.ours).load(dst)
@@ -374,7 +375,7 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
             "INPUT.HANDOBJ.SCALE_JITTER", "0.0", "INPUT.HANDOBJ.CENTER_JITTER", "0.0",
             "INPUT.HANDOBJ.COLOR_JITTER", "[0.0, 0.0, 0.0, 0.0]",
             "INPUT.HANDOBJ.BLUR_MAX_SIGMA", "0.0"]  # fmt: skip
-    cfg = setup_cfg(CONFIG, sides.opts + ["MODEL.WEIGHTS", "", *opts], freeze=False)
+    cfg = setup_cfg(CONFIG, sides.opts + ["MODEL.WEIGHTS", sides.weights, *opts])
     records = {os.path.relpath(r["file_name"], os.path.join(root, "train")): r
                for r in load_ho3d(root, "train")}  # fmt: skip
     seq, fid = names[0].split("/")
