@@ -13,6 +13,10 @@ dict with ``joints2d`` (N, 21, 2) normalised to the hand box, ``joints3d`` (N, 2
 output with zero roots), and the object decoder's per-cell ``object_x``, ``object_y``
 (N, R, R, 21) normalised to the object box and ``object_conf`` (N, R, R, 21), control points
 in the released order (:func:`released_control_points`).
+
+The training side (``AuthorsHONet``, ``AuthorsHOModel``, their losses, ``AuthorsHO3D``: their
+train-mode dataset) keeps their interfaces; :func:`write_fake_checkout` lays these classes out as
+their repository's modules for tools/compare_with_authors.py.
 """
 
 import torch
@@ -361,16 +365,15 @@ class ManoRegHead(nn.Module):
         self.mano_layer = mano_layer
         self.register_buffer("coord_change_mat", torch.diag(torch.tensor([1.0, -1.0, -1.0])))
 
-    def forward(self, features, roots3d):
+    def predict(self, features):
+        """Training outputs: rotation matrices (B, 16, 3, 3), shape (B, 10), root-relative
+        vertices and joints in MANO's frame."""
         x = self.mano_base_layer(features)
         rotmats = rot6d_to_matrix(self.pose_reg(x).view(-1, 6))
         pose = matrix_to_axis_angle(rotmats).view(-1, 48)
-        verts, joints = self.mano_layer(pose, self.shape_reg(x))
-        roots3d = roots3d[:, None]
-        return (
-            (verts + roots3d) @ self.coord_change_mat,
-            (joints + roots3d) @ self.coord_change_mat,
-        )
+        shape = self.shape_reg(x)
+        verts, joints = self.mano_layer(pose, shape)
+        return rotmats.view(-1, 16, 3, 3), shape, verts, joints
 
 
 # ----------------------------------------------------------------------------- object, CR
@@ -486,17 +489,37 @@ class ReleasedHONet(nn.Module):
     """``models.HONet`` at inference (given boxes, evaluation outputs)."""
 
     def __init__(self, mano, width=64, channels=256, roi_res=32, mano_neurons=(1024, 512)):
+        """``mano``: a MANO model dict, or a MANO layer module (ReleasedManoLayer's interface)."""
         super().__init__()
         self.out_res = roi_res
         self.base_net = FPN(width, channels)
         self.hand_head = HandRegHead(roi_res, 21, channels)
         self.hand_encoder = HandEncoder(21, channels)
         feature_size = channels * (roi_res // 16) ** 2
-        self.mano_branch = ManoRegHead(ReleasedManoLayer(mano), feature_size, mano_neurons)
+        mano_layer = ReleasedManoLayer(mano) if isinstance(mano, dict) else mano
+        self.mano_branch = ManoRegHead(mano_layer, feature_size, mano_neurons)
         self.obj_head = ObjRegHead(channels, 21)
         self.transformer = Transformer(channels, depth=1, num_heads=1)
 
     def forward(self, images, hand_boxes, object_boxes, roots3d=None):
+        """Evaluation outputs (see the module)."""
+        out = self.outputs(images, hand_boxes, object_boxes)
+        n = images.shape[0]
+        roots3d = (images.new_zeros(n, 3) if roots3d is None else roots3d)[:, None]
+        change = self.mano_branch.coord_change_mat
+        x, y, conf = out["object"]
+        return {
+            "joints2d": out["joints2d"],
+            "joints3d": (out["joints3d"] + roots3d) @ change,
+            "vertices": (out["vertices"] + roots3d) @ change,
+            "object_x": x,
+            "object_y": y,
+            "object_conf": conf,
+        }
+
+    def outputs(self, images, hand_boxes, object_boxes):
+        """Training outputs: ``joints2d`` (N, 21, 2), ``rotmats``, ``mano_shape``, root-relative
+        ``vertices`` / ``joints3d`` in MANO's frame, ``object`` (x, y, conf) per cell."""
         n = images.shape[0]
         top_left = torch.max(hand_boxes[:, :2], object_boxes[:, :2])
         bottom_right = torch.min(hand_boxes[:, 2:], object_boxes[:, 2:])
@@ -511,16 +534,318 @@ class ReleasedHONet(nn.Module):
 
         heatmaps, encoding, joints2d = self.hand_head(pool(hand_boxes))
         features = self.hand_encoder(heatmaps, encoding)
-        roots3d = images.new_zeros(n, 3) if roots3d is None else roots3d
-        vertices, joints3d = self.mano_branch(features, roots3d)
+        rotmats, shape, vertices, joints3d = self.mano_branch.predict(features)
         inter = pool(inter_boxes) * inter_valid[:, None, None, None]
         obj = self.transformer(pool(object_boxes), inter)
-        x, y, conf = pose2d_layer(self.obj_head(obj))
         return {
             "joints2d": joints2d,
-            "joints3d": joints3d,
+            "rotmats": rotmats,
+            "mano_shape": shape,
             "vertices": vertices,
-            "object_x": x,
-            "object_y": y,
-            "object_conf": conf,
+            "joints3d": joints3d,
+            "object": pose2d_layer(self.obj_head(obj)),
         }
+
+
+# ----------------------------------------------------------------------------- training
+# The authors' training code (models.HOModel, networks/loss.py, dataset/ho3d.py in train mode,
+# dataset/dataset_util.py), written here from their published code with their interfaces, so
+# that tools/compare_with_authors.py can run against a directory laid out like their
+# repository (write_fake_checkout) without downloading it.
+
+
+class AuthorsManoLayer(ReleasedManoLayer):
+    """``utils/manolayer_ho3d.ManoLayer(ncomps, center_idx=0, flat_hand_mean=True, side, mano_root,
+    use_pca=False)``: reads ``mano_root``/MANO_RIGHT.pkl."""
+
+    def __init__(self, center_idx=0, flat_hand_mean=True, ncomps=45, side="right",
+                 mano_root="assets/mano_models", use_pca=False, **unused):  # fmt: skip
+        import os
+
+        from handobj_d2.mano import read_mano_file
+
+        assert center_idx == 0 and flat_hand_mean and not use_pca and side == "right"
+        super().__init__(read_mano_file(os.path.join(mano_root, "MANO_RIGHT.pkl")))
+
+    def forward(self, th_pose_coeffs, th_betas=None):
+        return super().forward(th_pose_coeffs, th_betas)
+
+
+class AuthorsHONet(ReleasedHONet):
+    """``models.HONet``'s interface; widths from ``write_fake_checkout``."""
+
+    widths = {"width": 64, "channels": 256}
+
+    def __init__(self, roi_res=32, mano_layer=None, mano_neurons=(1024, 512), **unused):
+        super().__init__(mano_layer, roi_res=roi_res, mano_neurons=tuple(mano_neurons),
+                         **self.widths)  # fmt: skip
+
+    def net_forward(self, imgs, bbox_hand, bbox_obj, mano_params=None, roots3d=None):
+        out = self.outputs(imgs, bbox_hand, bbox_obj)
+        gt = None
+        if mano_params is not None:
+            pose, shape = mano_params[:, :48], mano_params[:, 48:]
+            verts, joints = self.mano_branch.mano_layer(pose, shape)
+            gt = {"verts3d": verts, "joints3d": joints, "mano_shape": shape,
+                  "mano_pose": rodrigues(pose.reshape(-1, 3)).view(-1, 16, 3, 3)}  # fmt: skip
+        if roots3d is not None:
+            change = self.mano_branch.coord_change_mat
+            pred = {"verts3d": (out["vertices"] + roots3d[:, None]) @ change,
+                    "joints3d": (out["joints3d"] + roots3d[:, None]) @ change}  # fmt: skip
+        else:
+            pred = {"verts3d": out["vertices"], "joints3d": out["joints3d"],
+                    "mano_shape": out["mano_shape"], "mano_pose": out["rotmats"]}  # fmt: skip
+        obj = list(out["object"])
+        if not self.training:
+            obj = [t.cpu().numpy() for t in obj]
+        return [out["joints2d"]], pred, gt, obj
+
+    def forward(self, imgs, bbox_hand, bbox_obj, mano_params=None, roots3d=None):
+        joints, pred, gt, obj = self.net_forward(imgs, bbox_hand, bbox_obj, mano_params, roots3d)
+        return (joints, pred, gt, obj) if self.training else (joints, pred, obj)
+
+
+class Joint2DLoss:
+    def __init__(self, lambda_joints2d):
+        self.weight = lambda_joints2d
+
+    def compute_loss(self, preds, gts):
+        losses = [self.weight * F.mse_loss(p, gts) for p in preds]
+        return sum(losses) / len(losses), {"hm_joints2d_loss": losses[-1].detach()}
+
+
+class ManoLoss:
+    """The terms with a weight (and a target) only, each weight x MSE."""
+
+    def __init__(self, lambda_verts3d=None, lambda_joints3d=None, lambda_manopose=None,
+                 lambda_manoshape=None, lambda_regulshape=None, lambda_regulpose=None):  # fmt: skip
+        self.terms = [("verts3d", "mano_mesh3d_loss", lambda_verts3d),
+                      ("joints3d", "mano_joints3d_loss", lambda_joints3d),
+                      ("mano_pose", "manopose_loss", lambda_manopose),
+                      ("mano_shape", "manoshape_loss", lambda_manoshape)]  # fmt: skip
+
+    def compute_loss(self, preds, gts):
+        total, losses = 0, {}
+        for key, name, weight in self.terms:
+            if weight is not None and key in gts:
+                losses[name] = weight * F.mse_loss(preds[key], gts[key])
+                total = total + losses[name]
+        losses = {k: v.detach() for k, v in losses.items()}
+        losses["mano_total_loss"] = total.detach()
+        return total, losses
+
+
+class ObjectLoss:
+    """Per-cell votes: L1 of x and y inside the 32 x 32 mask (means over every cell, point and
+    sample); confidence: L1 to exp(-distance) inside the mask, 0 outside, a fifth of the
+    weight."""
+
+    def __init__(self, obj_reg_loss_weight):
+        self.reg_weight, self.conf_weight = obj_reg_loss_weight, obj_reg_loss_weight / 5
+
+    def compute_loss(self, obj_p2d_gt, obj_mask, obj_pred, obj_lossmask=None):
+        x, y, conf = obj_pred
+        mask = obj_mask[..., None].to(x.dtype)
+        gx = obj_p2d_gt[:, None, None, :, 0] * mask
+        gy = obj_p2d_gt[:, None, None, :, 1] * mask
+        x, y = x * mask, y * mask
+        target = (torch.exp(-((x - gx) ** 2 + (y - gy) ** 2).sqrt()) * mask).detach()
+        reg = self.reg_weight * (F.l1_loss(x, gx) + F.l1_loss(y, gy))
+        conf_loss = self.conf_weight * F.l1_loss(conf, target)
+        return reg + conf_loss, {"obj_reg_loss": reg.detach(), "obj_conf_loss": conf_loss.detach()}
+
+
+class AuthorsHOModel(nn.Module):
+    """``models.HOModel``: training returns (total loss, dict of the terms)."""
+
+    def __init__(self, honet, mano_lambda_verts3d=None, mano_lambda_joints3d=None,
+                 mano_lambda_manopose=None, mano_lambda_manoshape=None,
+                 mano_lambda_regulshape=None, mano_lambda_regulpose=None, lambda_joints2d=None,
+                 lambda_objects=None):  # fmt: skip
+        super().__init__()
+        self.honet = honet
+        self.mano_loss = ManoLoss(mano_lambda_verts3d, mano_lambda_joints3d,
+                                  mano_lambda_manopose, mano_lambda_manoshape)  # fmt: skip
+        self.joint2d_loss = Joint2DLoss(lambda_joints2d)
+        self.object_loss = ObjectLoss(lambda_objects)
+
+    def forward(self, imgs, bbox_hand, bbox_obj, joints_uv=None, joints_xyz=None,
+                mano_params=None, roots3d=None, obj_p2d_gt=None, obj_mask=None,
+                obj_lossmask=None):  # fmt: skip
+        if not self.training:
+            joints, pred, _, obj = self.honet.module.net_forward(imgs, bbox_hand, bbox_obj,
+                                                                 roots3d=roots3d)  # fmt: skip
+            return joints, pred, obj
+        joints, pred, gt, obj = self.honet(imgs, bbox_hand, bbox_obj, mano_params=mano_params)
+        total, losses = self.mano_loss.compute_loss(pred, gt)
+        for part in (self.joint2d_loss.compute_loss(joints, joints_uv),
+                     self.object_loss.compute_loss(obj_p2d_gt, obj_mask, obj)):  # fmt: skip
+            total = total + part[0]
+            losses.update(part[1])
+        losses["total_loss"] = total.detach()
+        return total, losses
+
+
+# dataset/dataset_util.py
+def points_box(points, factor):
+    """Box of 2D points scaled ``factor`` times about its centre, the centre truncated to whole
+    pixels (their ``int()``); float32 (4,)."""
+    import numpy as np
+
+    low, high = points.min(0), points.max(0)
+    centre = np.array([int((high[0] + low[0]) / 2), int((high[1] + low[1]) / 2)])
+    half = (high - low) * factor / 2
+    return np.array([*(centre - half), *(centre + half)], dtype=np.float32)
+
+
+def fuse_boxes(box_a, box_b, image_size):
+    """Union of two boxes clipped to the image (width, height): whole-pixel centre, longer side."""
+    import numpy as np
+
+    corners = np.concatenate([box_a.reshape(2, 2), box_b.reshape(2, 2)])
+    low = np.maximum(corners.min(0), 0)
+    high = np.minimum(corners.max(0), image_size)
+    centre = np.array([int((high[0] + low[0]) / 2), int((high[1] + low[1]) / 2)])
+    return centre, max(high - low)
+
+
+def _no_rotation_crop(centre, scale, res):
+    import numpy as np
+
+    return np.array([[res / scale, 0, res * (0.5 - centre[0] / scale)],
+                     [0, res / scale, res * (0.5 - centre[1] / scale)], [0, 0, 1]])  # fmt: skip
+
+
+def crop_transforms(centre, scale, res, rot, K):
+    """Image -> crop (rotation about the image origin, then the crop of the rotated centre);
+    the crop alone for the camera (rotation about the principal point); the rotation."""
+    import numpy as np
+
+    c, s = np.cos(rot), np.sin(rot)
+    rot_mat = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    total = _no_rotation_crop((rot_mat @ [*centre, 1])[:2], scale, res) @ rot_mat
+    shift = np.eye(3)
+    shift[:2, 2] = -K[:2, 2]
+    about_pp = np.linalg.inv(shift) @ rot_mat @ shift @ [*centre, 1]
+    camera = _no_rotation_crop(about_pp[:2], scale, res)
+    return total.astype(np.float32), camera.astype(np.float32), rot_mat.astype(np.float32)
+
+
+def transform_points(points, affine):
+    import numpy as np
+
+    return (np.concatenate([points, np.ones((len(points), 1))], 1) @ affine.T)[:, :2]
+
+
+def get_mask_ROI(mask, bbox):
+    return mask.crop(tuple(float(v) for v in bbox))
+
+
+class AuthorsHO3D(torch.utils.data.Dataset):
+    """``dataset/ho3d.HO3D`` in train mode."""
+
+    def __init__(self, dataset_root, obj_model_root=None, train_label_root="./ho3d-process",
+                 mode="train", inp_res=512, max_rot=3.141592653589793, scale_jittering=0.2,
+                 center_jittering=0.1, hue=0.15, saturation=0.5, contrast=0.5, brightness=0.5,
+                 blur_radius=0.5):  # fmt: skip
+        import json
+        import os
+
+        import numpy as np
+
+        assert mode == "train", "the test reference has the training mode only"
+        self.root, self.res = dataset_root, inp_res
+        self.jitter = (center_jittering, scale_jittering, max_rot, blur_radius)
+        self.colour = (brightness, contrast, saturation, hue)
+        self.seg_root = os.path.join(train_label_root, "train_segLabel")
+        with open(os.path.join(train_label_root, "train.txt")) as f:
+            self.names = [line.strip() for line in f]
+
+        def load(name):
+            with open(os.path.join(train_label_root, f"train_{name}.json")) as f:
+                return [np.array(v, dtype=np.float32) for v in json.load(f)]
+
+        self.K, joints = load("K"), load("joint")
+        self.mano, self.p2d = load("mano"), load("obj")
+        self.joints_uv = []
+        for K, xyz in zip(self.K, joints):
+            uv = xyz.astype(np.float64) @ K.T.astype(np.float64)
+            self.joints_uv.append(uv[:, :2] / uv[:, 2:])
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, idx):
+        import os
+        import random
+
+        import cv2
+        import numpy as np
+        from PIL import Image, ImageFilter
+        from torchvision.transforms import functional as TF
+
+        seq, fid = self.names[idx].split("/")
+        img = Image.open(os.path.join(self.root, "train", seq, "rgb", fid + ".png")).convert("RGB")
+        gray = Image.open(os.path.join(self.seg_root, seq, fid + ".png"))
+        K, uv, p2d = self.K[idx], self.joints_uv[idx], self.p2d[idx]
+        mano = self.mano[idx].copy()
+        centre, scale = fuse_boxes(points_box(uv, 1.5), points_box(p2d, 1.5), img.size)
+        c_jit, s_jit, max_rot, blur = self.jitter
+        centre = centre + c_jit * scale * np.random.uniform(low=-1, high=1, size=2)
+        scale = scale * np.clip(s_jit * np.random.randn() + 1, 1 - s_jit, 1 + s_jit)
+        rot = np.random.uniform(low=-max_rot, high=max_rot)
+        total, camera, rot_mat = crop_transforms(centre, scale, self.res, rot, K)
+        # float32 throughout, as theirs (near pi the axis-angle is ill-conditioned).
+        change = np.diag([1.0, -1.0, -1.0]).astype(np.float32)
+        mano[:3] = cv2.Rodrigues((rot_mat @ change) @ cv2.Rodrigues(mano[:3])[0])[0][:, 0]
+        uv, p2d = transform_points(uv, total), transform_points(p2d, total)
+        K = camera @ K
+        bbox_hand, bbox_obj = points_box(uv, 1.1), points_box(p2d, 1.0)
+        uv = (uv - bbox_hand[:2]) / (bbox_hand[2:] - bbox_hand[:2])
+        p2d = (p2d - bbox_obj[:2]) / (bbox_obj[2:] - bbox_obj[:2])
+        inverse = np.linalg.inv(total)[:2].reshape(-1)
+        size = (self.res, self.res)
+        img = img.transform(size, Image.AFFINE, tuple(inverse))
+        img = img.filter(ImageFilter.GaussianBlur(random.random() * blur))
+        factors = [random.uniform(max(0, 1 - s), 1 + s) if s > 0 else None
+                   for s in self.colour[:3]]  # fmt: skip
+        factors.append(random.uniform(-self.colour[3], self.colour[3]) if self.colour[3] > 0
+                       else None)  # fmt: skip
+        b, c, s, h = factors
+        ops = [(TF.adjust_brightness, b), (TF.adjust_saturation, s), (TF.adjust_hue, h),
+               (TF.adjust_contrast, c)]  # fmt: skip
+        ops = [(op, v) for op, v in ops if v is not None]
+        random.shuffle(ops)
+        for op, v in ops:
+            img = op(img, v)
+        gray = get_mask_ROI(gray.transform(size, Image.AFFINE, tuple(inverse)), bbox_obj)
+        obj_mask = torch.from_numpy((np.asarray(gray.resize((32, 32), Image.NEAREST)) != 0)
+                                    .astype(int))  # fmt: skip
+        return {"img": TF.to_tensor(img), "bbox_hand": bbox_hand, "bbox_obj": bbox_obj,
+                "mano_param": mano, "cam_intr": K, "joints2d": uv, "obj_p2d": p2d,
+                "obj_mask": obj_mask}  # fmt: skip
+
+
+FAKE_MODULES = {
+    "models.py": "from released_reference import AuthorsHONet as HONet\n"
+                 "from released_reference import AuthorsHOModel as HOModel\n"
+                 "HONet.widths = {widths!r}\n",
+    "networks/loss.py": "from released_reference import Joint2DLoss, ManoLoss, ObjectLoss\n",
+    "dataset/ho3d.py": "from released_reference import AuthorsHO3D as HO3D\n",
+    "dataset/dataset_util.py": "from released_reference import get_mask_ROI, points_box\n",
+    "utils/manolayer_ho3d.py": "from released_reference import AuthorsManoLayer as ManoLayer\n",
+}  # fmt: skip
+
+
+def write_fake_checkout(folder, width=64, channels=256):
+    """A directory laid out like the authors' repository whose modules are this file's
+    classes (``width`` / ``channels``: the ResNet base width and FPN / head width)."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    header = f"import sys\nsys.path.insert(0, {here!r})\n"
+    for path, text in FAKE_MODULES.items():
+        os.makedirs(os.path.join(folder, os.path.dirname(path)), exist_ok=True)
+        with open(os.path.join(folder, path), "w") as f:
+            f.write(header + text.format(widths={"width": width, "channels": channels}))
+    return folder
