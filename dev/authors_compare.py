@@ -28,9 +28,11 @@ from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler
 
 from dev import authors_checkout
+from dev.authors_draws import fixed_draws
 from dev.authors_files import write_authors_training_files
 from handobj_d2.data.dataset_mapper import HandObjectDatasetMapper, hand_object_instances
 from handobj_d2.engine import HandObjectTrainer, setup_cfg
+from handobj_d2.utils.io import read_image
 from handobj_d2.modeling.released_checkpoint import (
     RELEASED_CONTROL_POINT_ORDER,
     convert_released_state_dict,
@@ -190,7 +192,7 @@ def compare_inference(sides, dtype, size=256):
     inputs = [{"image": x["image"], "height": size, "width": size,
                "hand_box": hand[i], "object_box": obj[i]} for i, x in enumerate(ours_batch)]  # fmt: skip
     with torch.no_grad():
-        ours = [o["hand_object"] for o in sides.ours.inference(inputs, do_postprocess=False)]
+        ours = sides.ours.inference(inputs, do_postprocess=False)  # list[Instances], input px
         joints2d, mano, objs = sides.theirs(theirs_batch["imgs"], hand, obj,
                                             roots3d=hand.new_zeros(2, 3))  # fmt: skip
     hook.remove()
@@ -346,15 +348,20 @@ def _object_models(root, workdir):
     return folder
 
 
-def _mask_cells(mask, box, size=32):
-    """Our object mask pooled to the object box grid, as our object loss does."""
-    from detectron2.structures import BitMasks
+def _mask_cells(sides, mask, box, size=32):
+    """Our object mask pooled to the object box grid, as our object loss does
+    (MODEL.HANDOBJ.OBJECT.MASK_POOLING)."""
+    from detectron2.structures import BitMasks, Boxes, Instances
 
-    return BitMasks(mask).crop_and_resize(box[None].float(), size)[0]
+    pair = Instances(mask.shape[-2:], gt_object_masks=BitMasks(mask),
+                     gt_object_boxes=Boxes(box[None].float()))  # fmt: skip
+    return sides.ours.roi_heads.object_head.mask_cells(pair, size)[0]
 
 
-def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
-    """Targets of frame 0 of a one-frame synthetic HO3D tree through both data pipelines."""
+def compare_targets(sides, workdir, image_size=(320, 240), input_size=512, seed=11):
+    """Targets of frame 0 of a one-frame synthetic HO3D tree through both data pipelines, with
+    the same random draws: our augmentation's ``sample`` (seeded) given to our mapper and, by
+    dev/authors_draws.py, to their ``data_aug``."""
     from handobj_d2.data.datasets.ho3d import load_ho3d
     from handobj_d2.data.synthetic.generate import generate_dataset
 
@@ -364,23 +371,28 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
                          progress=False)  # fmt: skip
     process = os.path.join(workdir, "ho3d-process")
     names = write_authors_training_files(root, process)
+    cfg = setup_cfg(CONFIG, sides.opts + ["MODEL.WEIGHTS", sides.weights,
+                                          "INPUT.HANDOBJ.CROP_SIZE", str(input_size)])  # fmt: skip
+    h = cfg.INPUT.HANDOBJ
+    brightness, contrast, saturation, hue = h.COLOR_JITTER
+    strengths = (h.CENTER_JITTER, h.SCALE_JITTER, h.ROTATION, h.BLUR_MAX_SIGMA)
     dataset = sides.authors.ho3d.HO3D(
         dataset_root=root, obj_model_root=_object_models(root, workdir),
-        train_label_root=process, mode="train", inp_res=input_size, max_rot=0.0,
-        scale_jittering=0.0, center_jittering=0.0, hue=0.0, saturation=0.0, contrast=0.0,
-        brightness=0.0, blur_radius=0.0,
+        train_label_root=process, mode="train", inp_res=input_size, max_rot=h.ROTATION,
+        scale_jittering=h.SCALE_JITTER, center_jittering=h.CENTER_JITTER, hue=hue,
+        saturation=saturation, contrast=contrast, brightness=brightness,
+        blur_radius=h.BLUR_MAX_SIGMA,
     )  # fmt: skip
-    theirs = dataset[0]
-    opts = ["INPUT.HANDOBJ.CROP_SIZE", str(input_size), "INPUT.HANDOBJ.ROTATION", "0.0",
-            "INPUT.HANDOBJ.SCALE_JITTER", "0.0", "INPUT.HANDOBJ.CENTER_JITTER", "0.0",
-            "INPUT.HANDOBJ.COLOR_JITTER", "[0.0, 0.0, 0.0, 0.0]",
-            "INPUT.HANDOBJ.BLUR_MAX_SIGMA", "0.0"]  # fmt: skip
-    cfg = setup_cfg(CONFIG, sides.opts + ["MODEL.WEIGHTS", sides.weights, *opts])
+    mapper = HandObjectDatasetMapper(cfg, True)
+    params = mapper.augmentation.sample(np.random.default_rng(seed))
+    with fixed_draws(params, strengths):
+        theirs = dataset[0]
     records = {os.path.relpath(r["file_name"], os.path.join(root, "train")): r
                for r in load_ho3d(root, "train")}  # fmt: skip
     seq, fid = names[0].split("/")
     record = next(r for k, r in records.items() if k.startswith(os.path.join(seq, "rgb", fid)))
-    ours = HandObjectDatasetMapper(cfg, True)(record)
+    ours = mapper.map(record, read_image(record["file_name"]), mapper.load_object_mask(record),
+                      params=params)  # fmt: skip
     pair = ours["hand_object"]
     hand_box, obj_box = pair.gt_hand_boxes.tensor[0].double(), pair.gt_object_boxes.tensor[0].double()
     their_hand, their_obj = (torch.as_tensor(theirs[k], dtype=torch.float64)
@@ -395,16 +407,22 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
         our_image = our_image.flip(0)
     their_image = theirs["img"].double() * 255
     our_grey, their_grey = our_image.mean(0), their_image.mean(0)
-    our_cells = _mask_cells(pair.gt_object_masks.tensor, pair.gt_object_boxes.tensor[0])
+    our_cells = _mask_cells(sides, pair.gt_object_masks.tensor, pair.gt_object_boxes.tensor[0])
     their_cells = torch.as_tensor(theirs["obj_mask"]).bool()
 
     their_rot = torch.as_tensor(theirs["mano_param"][:3], dtype=torch.float64)
     our_rot = pair.gt_mano_pose[0, :3].double()
-    # Back in the original image (no rotation: their crop is cam_intr K^-1; ours
-    # image_to_input): separates the boxes' definitions from the crops'.
-    their_crop = torch.as_tensor(theirs["cam_intr"], dtype=torch.float64) @ torch.linalg.inv(
-        torch.as_tensor(dataset.K[0], dtype=torch.float64)
-    )
+    # Back in the original image: separates the boxes' definitions from the crops'. Their
+    # image -> input map is the crop of cam_intr K^-1 after their rotation about the principal
+    # point (the same affine map as their rotation about the origin and crop of the rotated
+    # centre: same linear part, same image of the centre); ours image_to_input.
+    K = torch.as_tensor(dataset.K[0], dtype=torch.float64)
+    c, s = np.cos(params["angle"]), np.sin(params["angle"])
+    pivot = torch.tensor([[1.0, 0.0, float(K[0, 2])], [0.0, 1.0, float(K[1, 2])], [0, 0, 1]],
+                         dtype=torch.float64)  # fmt: skip
+    rotation = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    their_crop = (torch.as_tensor(theirs["cam_intr"], dtype=torch.float64) @ torch.linalg.inv(K)
+                  @ pivot @ rotation @ torch.linalg.inv(pivot))  # fmt: skip
     our_crop = ours["image_to_input"].double()
 
     def back(points, crop):
@@ -419,7 +437,7 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
     # pooling rule.
     corners = back(their_obj, their_crop)
     corners = torch.cat([corners, corners.new_ones(2, 1)], 1) @ our_crop.T
-    our_cells_their_box = _mask_cells(pair.gt_object_masks.tensor, corners[:, :2].reshape(4))
+    our_cells_their_box = _mask_cells(sides, pair.gt_object_masks.tensor, corners[:, :2].reshape(4))
     size = float(input_size)
     square = torch.tensor([[0.0, 0.0], [size, size]], dtype=torch.float64)
     in_image = {
