@@ -122,7 +122,9 @@ def training_batch(size, dtype, seed=3):
              ([0.05, 0.5, 0.4, 0.95], [0.5, 0.125, 0.75, 0.375])]  # fmt: skip
     if size % 128:
         raise ValueError(f"input side {size} px: must be a multiple of 128")
-    hand = torch.tensor([h for h, _ in boxes], dtype=dtype) * size
+    # Hand boxes on 1/16 px: Detectron2's Boxes hold float32, so both sides then pool the same
+    # boxes (a float64 box that float32 cannot hold would differ by ~1e-7 relative).
+    hand = (torch.tensor([h for h, _ in boxes], dtype=dtype) * size * 16).round() / 16
     # Object boxes on whole multiples of 32 px (sides multiple of 128): each of the 32 x 32 mask cells is a block of
     # pixels, which ROIAlign (ours) and their direct 32 x 32 mask read alike.
     obj = torch.tensor([o for _, o in boxes], dtype=dtype) * size
@@ -132,7 +134,8 @@ def training_batch(size, dtype, seed=3):
     mask32 = torch.from_numpy(rng.random((2, 32, 32)) < 0.6).to(dtype)
     pose = rng.normal(0, 0.3, (2, 48))
     pose[:, :3] = rng.normal(0, 1.5, (2, 3))
-    mano = torch.from_numpy(np.concatenate([pose, rng.normal(0, 1, (2, 10))], 1)).to(dtype)
+    # MANO labels on float32 values: our pairs hold them in float32 (as their dataset does).
+    mano = torch.from_numpy(np.concatenate([pose, rng.normal(0, 1, (2, 10))], 1)).float().to(dtype)
     theirs = {"imgs": images / 255, "bbox_hand": hand, "bbox_obj": obj, "joints_uv": joints_uv,
               "mano_params": mano, "obj_p2d_gt": obj_p2d, "obj_mask": mask32}  # fmt: skip
     ours = []
@@ -278,20 +281,63 @@ def _our_optimizer(sides):
     return optimizer, build_lr_scheduler(sides.cfg, optimizer)
 
 
-def compare_steps(sides, dtype, size=256, steps=3):
+def _use_their_grads(sides, their_grads):
+    """Our parameters' gradients replaced by theirs (converted to our names); a parameter
+    neither side has a gradient for keeps none (Adam then skips it on both sides)."""
+    for name, p in sides.ours.named_parameters():
+        if name not in their_grads:
+            continue
+        grad = their_grads[name].to(p.dtype)
+        p.grad = None if p.grad is None and not grad.any() else grad.clone()
+
+
+def adam_noise_sensitivity(sides, dtype, size=256, noise=1e-9):
+    """max relative weight change between one step of their Adam set-up on their gradients
+    and one on the same gradients plus ``noise`` x max |g| Gaussian noise per tensor: Adam's
+    first step is lr x g / (|g| + eps), so elements whose gradient is rounding-small move by
+    +-lr either way."""
+    sides.reset(dtype)
+    sides.theirs.train()
+    theirs_batch, _ = training_batch(size, dtype)
+    sides.theirs.zero_grad()
+    _their_loss(sides, theirs_batch)[0].backward()
+    params = [p for p in sides.theirs.parameters() if p.requires_grad and p.grad is not None]
+    generator = torch.Generator().manual_seed(0)
+    stepped = []
+    for scale in (0.0, noise):
+        copies = [p.detach().clone().requires_grad_() for p in params]
+        for copy, p in zip(copies, params):
+            jitter = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+            copy.grad = p.grad + scale * p.grad.abs().max() * jitter
+        optimizer, _ = authors_checkout.authors_optimizer(copies)
+        optimizer.step()
+        stepped.append(copies)
+    return max(rel(a, b) for a, b in zip(*stepped))
+
+
+def compare_steps(sides, dtype, size=256, steps=3, same_gradients=True):
+    """Weights and norm statistics after ``steps`` steps of each side's optimiser set-up.
+    ``same_gradients``: our optimiser steps on their gradients (converted), which compares the
+    optimiser set-ups (lr, weight decay per parameter, Adam's constants, schedule) free of
+    Adam's amplification of gradient rounding (:func:`adam_noise_sensitivity`); otherwise
+    each side steps on its own gradients. Both sides run their own forward passes either way
+    (norm statistics)."""
     sides.reset(dtype)
     sides.theirs.train(), sides.ours.train()
     theirs_batch, ours_batch = training_batch(size, dtype)
-    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs)
+    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs.parameters())
     our_opt, our_sched = _our_optimizer(sides)
     for _ in range(steps):
         total, _ = _their_loss(sides, theirs_batch)
         their_opt.zero_grad()
         total.backward()
+        their_grads = sides.their_grads() if same_gradients else None
         their_opt.step()  # their StepLR steps once per epoch
         total, _ = _our_loss(sides, ours_batch)
         our_opt.zero_grad()
         total.backward()
+        if same_gradients:
+            _use_their_grads(sides, their_grads)
         our_opt.step()
         our_sched.step()
     theirs = sides.to_ours(sides.theirs.state_dict())
@@ -472,7 +518,7 @@ def time_train_steps(sides, size=512, repeats=3):
     sides.reset(torch.float32)
     sides.theirs.train(), sides.ours.train()
     theirs_batch, ours_batch = training_batch(size, torch.float32)
-    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs)
+    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs.parameters())
     our_opt, our_sched = _our_optimizer(sides)
     times = {"authors": [], "ours": []}
     for _ in range(repeats):

@@ -135,7 +135,7 @@ def train(args):
     records = {os.path.relpath(r["file_name"], os.path.join(root, "train")).replace(
         os.sep + "rgb" + os.sep, "/").rsplit(".", 1)[0]: r for r in load_ho3d(root, "train")}  # fmt: skip
     records = [records[n] for n in names]
-    their_opt, _ = authors_checkout.authors_optimizer(theirs)
+    their_opt, _ = authors_checkout.authors_optimizer(theirs.parameters())
     our_opt = HandObjectTrainer.build_optimizer(cfg, ours)
     our_sched = build_lr_scheduler(cfg, our_opt)
     theirs.train(), ours.train()

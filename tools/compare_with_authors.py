@@ -78,6 +78,13 @@ def run(args, workdir):
         k: same_norms[k] for k in ("max_rel_loss_diff", "max_rel_grad_diff", "worst_grads")
     }
     result.update(authors_compare.compare_steps(sides, dtype, args.size))
+    own = authors_compare.compare_steps(sides, dtype, args.size, same_gradients=False)
+    result["steps_on_own_gradients"] = {k: own[k] for k in (
+        "max_rel_weight_diff_after_steps", "max_rel_update_diff_after_steps",
+        "max_rel_norm_statistics_diff_after_steps")}  # fmt: skip
+    result["adam_one_step_rel_weight_change_from_1e-9_gradient_noise"] = (
+        authors_compare.adam_noise_sensitivity(sides, dtype, args.size)
+    )
     result["targets_max_abs"] = authors_compare.compare_targets(sides, workdir)
     medians, all_times = authors_compare.time_train_steps(sides, args.train_size, args.repeats)
     result["train_step_seconds"] = medians
