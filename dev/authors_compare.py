@@ -7,11 +7,17 @@ ours (configs/HO3D-v2/handobj_R50_FPN_released.yaml). Then, each side through it
 a. inference on the same images and boxes;
 b. every loss term and the total on the same training batch, and every parameter's gradient
    (theirs mapped to our names by the converter itself: gradients are converted as weights);
-c. the weights (and BatchNorm statistics) after 3 steps of each side's optimiser set-up;
+c. the weights (and BatchNorm statistics) after 3 steps of each side's optimiser set-up, our
+   optimiser stepping on their gradients (converted): Adam's first step moves an element by
+   lr x g / (|g| + 1e-8), about +-lr for any |g| above 1e-8, so where a gradient is nearly
+   zero its rounding decides the direction and two float64 codes whose gradients agree to
+   1e-8 still end 1e-3 apart after one step (reported beside: the steps on each side's own
+   gradients, and one Adam step's change from 1e-9 relative gradient noise);
 d. the training targets of one HO3D-format frame through their ``dataset/ho3d.HO3D`` in train
-   mode and our HandObjectDatasetMapper, both with augmentation switched off (their jitter
-   parameters 0, ours INPUT.HANDOBJ.* 0): both sides' draws are then the same (no offset,
-   scale 1, no rotation, no colour change, no blur);
+   mode and our HandObjectDatasetMapper, with the same random draws: ours from the released
+   augmentation's ``sample`` (seeded, non-zero centre offset, scale, rotation, blur, colour
+   factors and order), given to our mapper as ``params`` and to their ``data_aug`` by patching
+   its ``np.random`` / ``random`` calls (dev/authors_draws.py);
 e. one training step (forward, backward, optimiser step) at 512 x 512, batch 2, alternating.
 
 Relative differences are max |ours - theirs| / max |theirs| per tensor (per loss), the maximum
@@ -495,7 +501,13 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512, seed=
         "crop_side_px": {"authors": float(back(square, their_crop).diff(dim=0)[0, 0]),
                          "ours": float(back(square, our_crop).diff(dim=0)[0, 0])},
     }  # fmt: skip
+    draws = {"angle_rad": float(params["angle"]), "scale": float(params["scale"]),
+             "center_offset": [float(v) for v in params["center_offset"]],
+             "blur_radius_px": float(params["blur"]),
+             "color": {k: float(v) for k, v in params["color"].items()},
+             "color_order": list(params["color_order"])}  # fmt: skip
     return {
+        "draws": draws,
         "in_original_image": in_image,
         "joints2d_px": float((pair.gt_joints2d[0].double() - their_joints).abs().max()),
         "hand_box_px": float((hand_box - their_hand).abs().max()),
