@@ -44,7 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--size", type=int, default=128,
                         help="input side for (a)-(c), px (a multiple of 128)")
     parser.add_argument("--train-size", type=int, default=512, help="input side for (e), px")
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps per side (e)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed steps per side (e); the fastest of each side is compared")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("opts", nargs="*", help="our config overrides KEY VALUE ...")
     return parser.parse_args(argv)
@@ -86,8 +87,8 @@ def run(args, workdir):
         authors_compare.adam_noise_sensitivity(sides, dtype, args.size)
     )
     result["targets_max_abs"] = authors_compare.compare_targets(sides, workdir)
-    medians, all_times = authors_compare.time_train_steps(sides, args.train_size, args.repeats)
-    result["train_step_seconds"] = medians
+    fastest, all_times = authors_compare.time_train_steps(sides, args.train_size, args.repeats)
+    result["train_step_seconds"] = fastest
     result["train_step_seconds_each"] = all_times
     result["failures"] = failures(result)
     return result
