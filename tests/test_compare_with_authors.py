@@ -80,8 +80,6 @@ def test_adam_amplifies_gradient_rounding(result):
     """Why (c) steps both optimisers on the same gradients: one Adam step moves weights by more
     than the 1e-5 target when the gradients differ by 1e-9 of their largest element."""
     assert result["adam_one_step_rel_weight_change_from_1e-9_gradient_noise"] > 1e-5
-    own = result["steps_on_own_gradients"]
-    assert own["max_rel_norm_statistics_diff_after_steps"] <= 1e-3
 
 
 @pytest.mark.parametrize("key", sorted(compare_with_authors.TARGETS))

@@ -30,8 +30,8 @@ def test_released_mask_cells_equal_pil():
         boxes.append(np.concatenate([low, low + side]))
     boxes[0] = np.array([10.5, 11.5, 43.5, 60.25])  # halves: PIL rounds half to even
     expected = np.stack([pil_cells(m, b, resolution) for m, b in zip(masks, boxes)])
-    got = released_mask_cells(torch.from_numpy(np.stack(masks)),
-                              torch.tensor(np.stack(boxes), dtype=torch.float32), resolution)  # fmt: skip
+    boxes = torch.tensor(np.stack(boxes), dtype=torch.float32)
+    got = released_mask_cells(torch.from_numpy(np.stack(masks)), boxes, resolution)
     assert (got.numpy() == expected).all()
 
 

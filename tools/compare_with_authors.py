@@ -8,7 +8,9 @@ into this repository); ``--mano-root``: MANO_RIGHT.pkl or its folder. Their mode
 random weights, is saved in their checkpoint layout and converted with
 tools/convert_released_checkpoint.py; both run on the CPU. What is compared and how:
 dev/authors_compare.py; how their code is imported (stand-ins for MANO's chumpy wrapper and
-manopth where those are not installed): dev/authors_checkout.py. Prints one JSON object last.
+manopth where those are not installed): dev/authors_checkout.py; how both data pipelines get
+the same random draws (their ``np.random`` / ``random`` calls patched for one sample):
+dev/authors_draws.py. Prints one JSON object last.
 """
 
 import argparse
