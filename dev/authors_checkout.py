@@ -204,9 +204,10 @@ def build_authors_model(authors, mano_dir):
     )
 
 
-def authors_optimizer(model):
-    """traineval.py: Adam over the trainable parameters, StepLR stepped once per epoch."""
-    params = filter(lambda p: p.requires_grad, model.parameters())
+def authors_optimizer(parameters):
+    """traineval.py: Adam over the trainable ``parameters`` (the model's), StepLR stepped once
+    per epoch."""
+    params = filter(lambda p: p.requires_grad, parameters)
     optimizer = torch.optim.Adam(params, lr=OPTIONS["lr"], weight_decay=OPTIONS["weight_decay"])
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, OPTIONS["lr_decay_step"], gamma=OPTIONS["lr_decay_gamma"]

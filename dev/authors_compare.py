@@ -7,11 +7,17 @@ ours (configs/HO3D-v2/handobj_R50_FPN_released.yaml). Then, each side through it
 a. inference on the same images and boxes;
 b. every loss term and the total on the same training batch, and every parameter's gradient
    (theirs mapped to our names by the converter itself: gradients are converted as weights);
-c. the weights (and BatchNorm statistics) after 3 steps of each side's optimiser set-up;
+c. the weights (and BatchNorm statistics) after 3 steps of each side's optimiser set-up, our
+   optimiser stepping on their gradients (converted): Adam's first step moves an element by
+   lr x g / (|g| + 1e-8), about +-lr for any |g| above 1e-8, so where a gradient is nearly
+   zero its rounding decides the direction and two float64 codes whose gradients agree to
+   1e-8 still end 1e-3 apart after one step (reported beside: the steps on each side's own
+   gradients, and one Adam step's change from 1e-9 relative gradient noise);
 d. the training targets of one HO3D-format frame through their ``dataset/ho3d.HO3D`` in train
-   mode and our HandObjectDatasetMapper, both with augmentation switched off (their jitter
-   parameters 0, ours INPUT.HANDOBJ.* 0): both sides' draws are then the same (no offset,
-   scale 1, no rotation, no colour change, no blur);
+   mode and our HandObjectDatasetMapper, with the same random draws: ours from the released
+   augmentation's ``sample`` (seeded, non-zero centre offset, scale, rotation, blur, colour
+   factors and order), given to our mapper as ``params`` and to their ``data_aug`` by patching
+   its ``np.random`` / ``random`` calls (dev/authors_draws.py);
 e. one training step (forward, backward, optimiser step) at 512 x 512, batch 2, alternating.
 
 Relative differences are max |ours - theirs| / max |theirs| per tensor (per loss), the maximum
@@ -28,9 +34,11 @@ from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler
 
 from dev import authors_checkout
+from dev.authors_draws import fixed_draws
 from dev.authors_files import write_authors_training_files
 from handobj_d2.data.dataset_mapper import HandObjectDatasetMapper, hand_object_instances
 from handobj_d2.engine import HandObjectTrainer, setup_cfg
+from handobj_d2.utils.io import read_image
 from handobj_d2.modeling.released_checkpoint import (
     RELEASED_CONTROL_POINT_ORDER,
     convert_released_state_dict,
@@ -120,7 +128,9 @@ def training_batch(size, dtype, seed=3):
              ([0.05, 0.5, 0.4, 0.95], [0.5, 0.125, 0.75, 0.375])]  # fmt: skip
     if size % 128:
         raise ValueError(f"input side {size} px: must be a multiple of 128")
-    hand = torch.tensor([h for h, _ in boxes], dtype=dtype) * size
+    # Hand boxes on 1/16 px: Detectron2's Boxes hold float32, so both sides then pool the same
+    # boxes (a float64 box that float32 cannot hold would differ by ~1e-7 relative).
+    hand = (torch.tensor([h for h, _ in boxes], dtype=dtype) * size * 16).round() / 16
     # Object boxes on whole multiples of 32 px (sides multiple of 128): each of the 32 x 32 mask cells is a block of
     # pixels, which ROIAlign (ours) and their direct 32 x 32 mask read alike.
     obj = torch.tensor([o for _, o in boxes], dtype=dtype) * size
@@ -130,7 +140,8 @@ def training_batch(size, dtype, seed=3):
     mask32 = torch.from_numpy(rng.random((2, 32, 32)) < 0.6).to(dtype)
     pose = rng.normal(0, 0.3, (2, 48))
     pose[:, :3] = rng.normal(0, 1.5, (2, 3))
-    mano = torch.from_numpy(np.concatenate([pose, rng.normal(0, 1, (2, 10))], 1)).to(dtype)
+    # MANO labels on float32 values: our pairs hold them in float32 (as their dataset does).
+    mano = torch.from_numpy(np.concatenate([pose, rng.normal(0, 1, (2, 10))], 1)).float().to(dtype)
     theirs = {"imgs": images / 255, "bbox_hand": hand, "bbox_obj": obj, "joints_uv": joints_uv,
               "mano_params": mano, "obj_p2d_gt": obj_p2d, "obj_mask": mask32}  # fmt: skip
     ours = []
@@ -190,7 +201,7 @@ def compare_inference(sides, dtype, size=256):
     inputs = [{"image": x["image"], "height": size, "width": size,
                "hand_box": hand[i], "object_box": obj[i]} for i, x in enumerate(ours_batch)]  # fmt: skip
     with torch.no_grad():
-        ours = [o["hand_object"] for o in sides.ours.inference(inputs, do_postprocess=False)]
+        ours = sides.ours.inference(inputs, do_postprocess=False)  # list[Instances], input px
         joints2d, mano, objs = sides.theirs(theirs_batch["imgs"], hand, obj,
                                             roots3d=hand.new_zeros(2, 3))  # fmt: skip
     hook.remove()
@@ -276,20 +287,63 @@ def _our_optimizer(sides):
     return optimizer, build_lr_scheduler(sides.cfg, optimizer)
 
 
-def compare_steps(sides, dtype, size=256, steps=3):
+def _use_their_grads(sides, their_grads):
+    """Our parameters' gradients replaced by theirs (converted to our names); a parameter
+    neither side has a gradient for keeps none (Adam then skips it on both sides)."""
+    for name, p in sides.ours.named_parameters():
+        if name not in their_grads:
+            continue
+        grad = their_grads[name].to(p.dtype)
+        p.grad = None if p.grad is None and not grad.any() else grad.clone()
+
+
+def adam_noise_sensitivity(sides, dtype, size=256, noise=1e-9):
+    """max relative weight change between one step of their Adam set-up on their gradients
+    and one on the same gradients plus ``noise`` x max |g| Gaussian noise per tensor: Adam's
+    first step is lr x g / (|g| + eps), so elements whose gradient is rounding-small move by
+    +-lr either way."""
+    sides.reset(dtype)
+    sides.theirs.train()
+    theirs_batch, _ = training_batch(size, dtype)
+    sides.theirs.zero_grad()
+    _their_loss(sides, theirs_batch)[0].backward()
+    params = [p for p in sides.theirs.parameters() if p.requires_grad and p.grad is not None]
+    generator = torch.Generator().manual_seed(0)
+    stepped = []
+    for scale in (0.0, noise):
+        copies = [p.detach().clone().requires_grad_() for p in params]
+        for copy, p in zip(copies, params):
+            jitter = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+            copy.grad = p.grad + scale * p.grad.abs().max() * jitter
+        optimizer, _ = authors_checkout.authors_optimizer(copies)
+        optimizer.step()
+        stepped.append(copies)
+    return max(rel(a, b) for a, b in zip(*stepped))
+
+
+def compare_steps(sides, dtype, size=256, steps=3, same_gradients=True):
+    """Weights and norm statistics after ``steps`` steps of each side's optimiser set-up.
+    ``same_gradients``: our optimiser steps on their gradients (converted), which compares the
+    optimiser set-ups (lr, weight decay per parameter, Adam's constants, schedule) free of
+    Adam's amplification of gradient rounding (:func:`adam_noise_sensitivity`); otherwise
+    each side steps on its own gradients. Both sides run their own forward passes either way
+    (norm statistics)."""
     sides.reset(dtype)
     sides.theirs.train(), sides.ours.train()
     theirs_batch, ours_batch = training_batch(size, dtype)
-    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs)
+    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs.parameters())
     our_opt, our_sched = _our_optimizer(sides)
     for _ in range(steps):
         total, _ = _their_loss(sides, theirs_batch)
         their_opt.zero_grad()
         total.backward()
+        their_grads = sides.their_grads() if same_gradients else None
         their_opt.step()  # their StepLR steps once per epoch
         total, _ = _our_loss(sides, ours_batch)
         our_opt.zero_grad()
         total.backward()
+        if same_gradients:
+            _use_their_grads(sides, their_grads)
         our_opt.step()
         our_sched.step()
     theirs = sides.to_ours(sides.theirs.state_dict())
@@ -346,15 +400,20 @@ def _object_models(root, workdir):
     return folder
 
 
-def _mask_cells(mask, box, size=32):
-    """Our object mask pooled to the object box grid, as our object loss does."""
-    from detectron2.structures import BitMasks
+def _mask_cells(sides, mask, box, size=32):
+    """Our object mask pooled to the object box grid, as our object loss does
+    (MODEL.HANDOBJ.OBJECT.MASK_POOLING)."""
+    from detectron2.structures import BitMasks, Boxes, Instances
 
-    return BitMasks(mask).crop_and_resize(box[None].float(), size)[0]
+    pair = Instances(mask.shape[-2:], gt_object_masks=BitMasks(mask),
+                     gt_object_boxes=Boxes(box[None].float()))  # fmt: skip
+    return sides.ours.roi_heads.object_head.mask_cells(pair, size)[0]
 
 
-def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
-    """Targets of frame 0 of a one-frame synthetic HO3D tree through both data pipelines."""
+def compare_targets(sides, workdir, image_size=(320, 240), input_size=512, seed=10):
+    """Targets of frame 0 of a one-frame synthetic HO3D tree through both data pipelines, with
+    the same random draws: our augmentation's ``sample`` (seeded) given to our mapper and, by
+    dev/authors_draws.py, to their ``data_aug``."""
     from handobj_d2.data.datasets.ho3d import load_ho3d
     from handobj_d2.data.synthetic.generate import generate_dataset
 
@@ -364,23 +423,28 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
                          progress=False)  # fmt: skip
     process = os.path.join(workdir, "ho3d-process")
     names = write_authors_training_files(root, process)
+    cfg = setup_cfg(CONFIG, sides.opts + ["MODEL.WEIGHTS", sides.weights,
+                                          "INPUT.HANDOBJ.CROP_SIZE", str(input_size)])  # fmt: skip
+    h = cfg.INPUT.HANDOBJ
+    brightness, contrast, saturation, hue = h.COLOR_JITTER
+    strengths = (h.CENTER_JITTER, h.SCALE_JITTER, h.ROTATION, h.BLUR_MAX_SIGMA)
     dataset = sides.authors.ho3d.HO3D(
         dataset_root=root, obj_model_root=_object_models(root, workdir),
-        train_label_root=process, mode="train", inp_res=input_size, max_rot=0.0,
-        scale_jittering=0.0, center_jittering=0.0, hue=0.0, saturation=0.0, contrast=0.0,
-        brightness=0.0, blur_radius=0.0,
+        train_label_root=process, mode="train", inp_res=input_size, max_rot=h.ROTATION,
+        scale_jittering=h.SCALE_JITTER, center_jittering=h.CENTER_JITTER, hue=hue,
+        saturation=saturation, contrast=contrast, brightness=brightness,
+        blur_radius=h.BLUR_MAX_SIGMA,
     )  # fmt: skip
-    theirs = dataset[0]
-    opts = ["INPUT.HANDOBJ.CROP_SIZE", str(input_size), "INPUT.HANDOBJ.ROTATION", "0.0",
-            "INPUT.HANDOBJ.SCALE_JITTER", "0.0", "INPUT.HANDOBJ.CENTER_JITTER", "0.0",
-            "INPUT.HANDOBJ.COLOR_JITTER", "[0.0, 0.0, 0.0, 0.0]",
-            "INPUT.HANDOBJ.BLUR_MAX_SIGMA", "0.0"]  # fmt: skip
-    cfg = setup_cfg(CONFIG, sides.opts + ["MODEL.WEIGHTS", sides.weights, *opts])
+    mapper = HandObjectDatasetMapper(cfg, True)
+    params = mapper.augmentation.sample(np.random.default_rng(seed))
+    with fixed_draws(params, strengths):
+        theirs = dataset[0]
     records = {os.path.relpath(r["file_name"], os.path.join(root, "train")): r
                for r in load_ho3d(root, "train")}  # fmt: skip
     seq, fid = names[0].split("/")
     record = next(r for k, r in records.items() if k.startswith(os.path.join(seq, "rgb", fid)))
-    ours = HandObjectDatasetMapper(cfg, True)(record)
+    ours = mapper.map(record, read_image(record["file_name"]), mapper.load_object_mask(record),
+                      params=params)  # fmt: skip
     pair = ours["hand_object"]
     hand_box, obj_box = pair.gt_hand_boxes.tensor[0].double(), pair.gt_object_boxes.tensor[0].double()
     their_hand, their_obj = (torch.as_tensor(theirs[k], dtype=torch.float64)
@@ -395,16 +459,22 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
         our_image = our_image.flip(0)
     their_image = theirs["img"].double() * 255
     our_grey, their_grey = our_image.mean(0), their_image.mean(0)
-    our_cells = _mask_cells(pair.gt_object_masks.tensor, pair.gt_object_boxes.tensor[0])
+    our_cells = _mask_cells(sides, pair.gt_object_masks.tensor, pair.gt_object_boxes.tensor[0])
     their_cells = torch.as_tensor(theirs["obj_mask"]).bool()
 
     their_rot = torch.as_tensor(theirs["mano_param"][:3], dtype=torch.float64)
     our_rot = pair.gt_mano_pose[0, :3].double()
-    # Back in the original image (no rotation: their crop is cam_intr K^-1; ours
-    # image_to_input): separates the boxes' definitions from the crops'.
-    their_crop = torch.as_tensor(theirs["cam_intr"], dtype=torch.float64) @ torch.linalg.inv(
-        torch.as_tensor(dataset.K[0], dtype=torch.float64)
-    )
+    # Back in the original image: separates the boxes' definitions from the crops'. Their
+    # image -> input map is the crop of cam_intr K^-1 after their rotation about the principal
+    # point (the same affine map as their rotation about the origin and crop of the rotated
+    # centre: same linear part, same image of the centre); ours image_to_input.
+    K = torch.as_tensor(dataset.K[0], dtype=torch.float64)
+    c, s = np.cos(params["angle"]), np.sin(params["angle"])
+    pivot = torch.tensor([[1.0, 0.0, float(K[0, 2])], [0.0, 1.0, float(K[1, 2])], [0, 0, 1]],
+                         dtype=torch.float64)  # fmt: skip
+    rotation = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    their_crop = (torch.as_tensor(theirs["cam_intr"], dtype=torch.float64) @ torch.linalg.inv(K)
+                  @ pivot @ rotation @ torch.linalg.inv(pivot))  # fmt: skip
     our_crop = ours["image_to_input"].double()
 
     def back(points, crop):
@@ -419,7 +489,7 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
     # pooling rule.
     corners = back(their_obj, their_crop)
     corners = torch.cat([corners, corners.new_ones(2, 1)], 1) @ our_crop.T
-    our_cells_their_box = _mask_cells(pair.gt_object_masks.tensor, corners[:, :2].reshape(4))
+    our_cells_their_box = _mask_cells(sides, pair.gt_object_masks.tensor, corners[:, :2].reshape(4))
     size = float(input_size)
     square = torch.tensor([[0.0, 0.0], [size, size]], dtype=torch.float64)
     in_image = {
@@ -431,7 +501,13 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
         "crop_side_px": {"authors": float(back(square, their_crop).diff(dim=0)[0, 0]),
                          "ours": float(back(square, our_crop).diff(dim=0)[0, 0])},
     }  # fmt: skip
+    draws = {"angle_rad": float(params["angle"]), "scale": float(params["scale"]),
+             "center_offset": [float(v) for v in params["center_offset"]],
+             "blur_radius_px": float(params["blur"]),
+             "color": {k: float(v) for k, v in params["color"].items()},
+             "color_order": list(params["color_order"])}  # fmt: skip
     return {
+        "draws": draws,
         "in_original_image": in_image,
         "joints2d_px": float((pair.gt_joints2d[0].double() - their_joints).abs().max()),
         "hand_box_px": float((hand_box - their_hand).abs().max()),
@@ -450,11 +526,14 @@ def compare_targets(sides, workdir, image_size=(320, 240), input_size=512):
 
 
 # ----------------------------------------------------------------------------- e
-def time_train_steps(sides, size=512, repeats=3):
+def time_train_steps(sides, size=512, repeats=5):
+    """Seconds of ``repeats`` training steps per side, alternating: (the fastest per side,
+    every step). The fastest is the step's cost on a machine shared with other work, whose
+    load only ever adds time."""
     sides.reset(torch.float32)
     sides.theirs.train(), sides.ours.train()
     theirs_batch, ours_batch = training_batch(size, torch.float32)
-    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs)
+    their_opt, _ = authors_checkout.authors_optimizer(sides.theirs.parameters())
     our_opt, our_sched = _our_optimizer(sides)
     times = {"authors": [], "ours": []}
     for _ in range(repeats):
@@ -471,5 +550,5 @@ def time_train_steps(sides, size=512, repeats=3):
         our_opt.step()
         our_sched.step()
         times["ours"].append(time.perf_counter() - start)
-    return {side: float(np.median(t)) for side, t in times.items()}, times
+    return {side: float(np.min(t)) for side, t in times.items()}, times
 

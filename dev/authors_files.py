@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from handobj_d2.data.segmentation import decode_ho3d
+from handobj_d2.data.segmentation import decode_segmentation
 from handobj_d2.geometry import HO3D_TO_MANOPTH, box_control_points
 from handobj_d2.modeling.released_checkpoint import RELEASED_CONTROL_POINT_ORDER
 
@@ -74,7 +74,7 @@ def write_authors_training_files(root, out, names=None):
             columns[key].append(value.tolist())
         seq, fid = name.split("/")
         image = Image.open(os.path.join(root, "train", seq, "rgb", fid + ".png"))
-        _, obj = decode_ho3d(os.path.join(root, "train", seq, "seg", fid + ".png"))
+        _, obj = decode_segmentation(os.path.join(root, "train", seq, "seg", fid + ".png"), "ho3d")
         mask = Image.fromarray(np.asarray(obj, dtype=np.uint8) * 255)
         if mask.size != image.size:
             mask = mask.resize(image.size, Image.NEAREST)

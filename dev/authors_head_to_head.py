@@ -135,7 +135,7 @@ def train(args):
     records = {os.path.relpath(r["file_name"], os.path.join(root, "train")).replace(
         os.sep + "rgb" + os.sep, "/").rsplit(".", 1)[0]: r for r in load_ho3d(root, "train")}  # fmt: skip
     records = [records[n] for n in names]
-    their_opt, _ = authors_checkout.authors_optimizer(theirs)
+    their_opt, _ = authors_checkout.authors_optimizer(theirs.parameters())
     our_opt = HandObjectTrainer.build_optimizer(cfg, ours)
     our_sched = build_lr_scheduler(cfg, our_opt)
     theirs.train(), ours.train()
@@ -177,10 +177,11 @@ def evaluate(dataset, theirs, ours, names, root):
             _, _, preds = theirs(img, hand, obj, roots3d=torch.zeros(1, 3))
             x, y, c = (torch.as_tensor(v) for v in preds)
             their_points = weighted_points(x, y, c)[0] * size + obj[0, :2]
+            # do_postprocess=False: the ROI heads' Instances, in input pixels.
             out = ours.inference(
                 [{"image": s["img"] * 255, "height": img.shape[2], "width": img.shape[3],
                   "hand_box": hand[0], "object_box": obj[0]}], do_postprocess=False,
-            )[0]["hand_object"]  # fmt: skip
+            )[0]  # fmt: skip
         our_points = torch.empty_like(their_points)
         our_points[list(RELEASED_CONTROL_POINT_ORDER)] = out.pred_control_points2d[0]
         seq, fid = name.split("/")

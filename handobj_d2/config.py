@@ -85,6 +85,10 @@ def add_handobj_config(cfg):
     # Voting: per control point the TOPK most confident cells above CONF_THRESH feed PnP.
     _C.MODEL.HANDOBJ.OBJECT.VOTE_TOPK = 10
     _C.MODEL.HANDOBJ.OBJECT.VOTE_CONF_THRESH = 0.5
+    # Object mask of the voting loss on the R x R grid: "roialign" (ROIAlign of the mask on the
+    # object box, cells >= 0.5) or "released" (the released training's: the mask cropped to the
+    # box rounded to whole pixels, then nearest resize as PIL; object_head.released_mask_cells).
+    _C.MODEL.HANDOBJ.OBJECT.MASK_POOLING = "roialign"
     _C.MODEL.HANDOBJ.OBJECT.MIN_PNP_POINTS = 6
     _C.MODEL.HANDOBJ.OBJECT.PNP_REPROJ_ERROR = 8.0  # pixels, RANSAC inlier threshold
     _C.MODEL.HANDOBJ.OBJECT.PNP_ITERATIONS = 100

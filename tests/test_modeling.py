@@ -726,3 +726,20 @@ def test_mesh_input_gradient_scales_what_reaches_the_heatmap_branch():
     torch.testing.assert_close(mesh_half, mesh)
     score_zero, mesh_zero = heatmap_branch_gradient(0.0)
     assert score_zero is None and mesh_zero.abs().sum() > 0
+
+
+def test_cpu_layout_channels_last_unless_backbone_norms_use_batch_statistics():
+    """Channels-last on CPU for a backbone with fixed norms (FrozenBN, or BatchNorm in eval);
+    the plain layout while the backbone's BatchNorms train on batch statistics."""
+    from detectron2.layers import FrozenBatchNorm2d
+
+    batch = [{"image": torch.zeros(3, 64, 64, dtype=torch.uint8), "height": 64, "width": 64}]
+    channels_last = torch.channels_last
+    model = tiny_model().train()  # BatchNorm, FREEZE_AT 0
+    image = model.preprocess_image(batch).tensor
+    assert image.is_contiguous() and not image.is_contiguous(memory_format=channels_last)
+    model.eval()
+    assert model.preprocess_image(batch).tensor.is_contiguous(memory_format=channels_last)
+    model.backbone = FrozenBatchNorm2d.convert_frozen_batchnorm(model.backbone)
+    model.train()
+    assert model.preprocess_image(batch).tensor.is_contiguous(memory_format=channels_last)

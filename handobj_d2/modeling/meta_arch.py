@@ -110,11 +110,20 @@ class HandObjectRCNN(GeneralizedRCNN):
 
     def preprocess_image(self, batched_inputs):
         """Normalise, pad and batch the images; channels-last on CPU, where oneDNN's
-        convolutions run the backbone faster in that layout."""
+        convolutions run a backbone with fixed norms faster in that layout, unless the
+        backbone's BatchNorms train on batch statistics (their training step is slower in it)."""
         images = super().preprocess_image(batched_inputs)
-        if images.tensor.device.type == "cpu":
+        if images.tensor.device.type == "cpu" and not self._batch_statistics():
             images.tensor = images.tensor.contiguous(memory_format=torch.channels_last)
         return images
+
+    def _batch_statistics(self):
+        """Whether a BatchNorm of the backbone normalises with batch statistics now."""
+        return any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            and (m.training or m.running_mean is None)
+            for m in self.backbone.modules()
+        )
 
     def forward(self, batched_inputs):
         """Training: dict of losses (detector and pose heads). Inference: see :meth:`inference`."""

@@ -54,6 +54,29 @@ def object_targets(instances):
     return boxes, points, weights
 
 
+def released_mask_cells(masks, boxes, resolution):
+    """The released training's object mask grid: each mask (N, H, W) bool, model-input pixels,
+    cropped to its box (N, 4) px rounded to whole pixels (half to even, as PIL's ``crop``;
+    zeros outside the image) and resized to ``resolution`` x ``resolution`` as PIL's nearest
+    ``resize``: cell j takes crop pixel floor((j + 0.5) x side / resolution). -> (N, R, R) bool."""
+    n, height, width = masks.shape
+    corners = boxes.detach().to(torch.float64).round().long()
+    out = masks.new_zeros((n, resolution, resolution), dtype=torch.bool)
+    cell = torch.arange(resolution, dtype=torch.float64, device=masks.device) + 0.5
+    for i, (x0, y0, x1, y1) in enumerate(corners.tolist()):
+        if x1 <= x0 or y1 <= y0:
+            continue
+        xs = x0 + (cell * ((x1 - x0) / resolution)).floor().long()
+        ys = y0 + (cell * ((y1 - y0) / resolution)).floor().long()
+        inside = ((ys >= 0) & (ys < height))[:, None] & ((xs >= 0) & (xs < width))[None]
+        values = masks[i][ys.clamp(0, height - 1)][:, xs.clamp(0, width - 1)].bool()
+        out[i] = values & inside
+    return out
+
+
+MASK_POOLINGS = ("roialign", "released")
+
+
 def single_candidates(points, confidence):
     """Inference output of a decoder with one position per control point: points (N, P, 2) px
     and confidence (N, P) -> (fields, (points (N, P, 1, 2), all-valid (N, P, 1)))."""
@@ -91,6 +114,7 @@ class VotingObjectHead(nn.Module):
         vote_topk,
         vote_conf_thresh,
         loss_weights,
+        mask_pooling="roialign",
         num_points=NUM_CONTROL_POINTS,
     ):
         """
@@ -101,9 +125,17 @@ class VotingObjectHead(nn.Module):
             vote_topk (int), vote_conf_thresh (float): per control point the ``vote_topk``
                 most confident cells vote; a vote is valid above ``vote_conf_thresh``.
             loss_weights (dict[str, float]): ``object_coords``, ``object_confidence``.
+            mask_pooling (str): the object mask on the grid, "roialign" (ROIAlign on the box,
+                cells >= 0.5) or "released" (:func:`released_mask_cells`).
             num_points (int): control points.
         """
         super().__init__()
+        if mask_pooling not in MASK_POOLINGS:
+            raise ValueError(
+                f"MODEL.HANDOBJ.OBJECT.MASK_POOLING must be one of {MASK_POOLINGS}, got "
+                f"{mask_pooling!r}"
+            )
+        self.mask_pooling = mask_pooling
         self.num_points = num_points
         self.offset_scale = offset_scale
         self.vote_topk = vote_topk
@@ -125,6 +157,7 @@ class VotingObjectHead(nn.Module):
             "vote_topk": obj.VOTE_TOPK,
             "vote_conf_thresh": obj.VOTE_CONF_THRESH,
             "loss_weights": loss_weights(cfg, ("OBJECT_COORDS", "OBJECT_CONFIDENCE")),
+            "mask_pooling": obj.MASK_POOLING,
         }
 
     def forward(self, features):
@@ -141,14 +174,17 @@ class VotingObjectHead(nn.Module):
     def losses(self, pred, instances):
         """Voting losses inside the object's mask, pooled to the R x R grid of each box."""
         resolution = pred["confidence"].shape[-1]
-        masks = cat(
-            [
-                x.gt_object_masks.crop_and_resize(x.gt_object_boxes.tensor, resolution)
-                for x in instances
-            ]
-        )
+        masks = cat([self.mask_cells(x, resolution) for x in instances])
         _, points, weights = object_targets(instances)
         return voting_losses(pred, points, masks, weights, self.loss_weights)
+
+    def mask_cells(self, instances, resolution):
+        """The pairs' object masks on the ``resolution`` x ``resolution`` grid of their object
+        boxes (MASK_POOLING) -> (N, R, R) bool."""
+        masks, boxes = instances.gt_object_masks, instances.gt_object_boxes.tensor
+        if self.mask_pooling == "released":
+            return released_mask_cells(masks.tensor, boxes, resolution)
+        return masks.crop_and_resize(boxes, resolution)
 
     def inference(self, pred, object_boxes):
         """Votes: the ``vote_topk`` most confident cells per control point (valid above
