@@ -27,20 +27,22 @@ class LeakyStem(BasicStem):
     """7x7 stride-2 conv + norm, LeakyReLU, 3x3 stride-2 max-pool (stride 4)."""
 
     def forward(self, x):
-        x = F.leaky_relu(self.conv1(x), NEGATIVE_SLOPE)
+        x = F.leaky_relu(self.conv1(x), NEGATIVE_SLOPE, inplace=True)
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
 class LeakyBottleneckBlock(BottleneckBlock):
     """Detectron2's bottleneck (1x1, 3x3, 1x1 convs with norms, projection shortcut when the
-    shape changes) with LeakyReLU activations."""
+    shape changes) with LeakyReLU activations. The activations and the residual sum work in
+    place on the norms' fresh outputs (whose backward does not read them), as the released
+    network does."""
 
     def forward(self, x):
-        out = F.leaky_relu(self.conv1(x), NEGATIVE_SLOPE)
-        out = F.leaky_relu(self.conv2(out), NEGATIVE_SLOPE)
+        out = F.leaky_relu(self.conv1(x), NEGATIVE_SLOPE, inplace=True)
+        out = F.leaky_relu(self.conv2(out), NEGATIVE_SLOPE, inplace=True)
         out = self.conv3(out)
-        out = out + (x if self.shortcut is None else self.shortcut(x))
-        return F.leaky_relu(out, NEGATIVE_SLOPE)
+        out += x if self.shortcut is None else self.shortcut(x)
+        return F.leaky_relu(out, NEGATIVE_SLOPE, inplace=True)
 
 
 class ReleasedFPN(Backbone):
